@@ -1,0 +1,192 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: homelab.immich_proxy contributors
+"""Transactional config apply: all files land together, or none do.
+
+A proxy config is a tree of files that is only valid as a whole, so a snippet
+cannot be checked on its own (``template: validate:`` tests a temporary copy as
+if it were the whole config). Here every file is staged next to its
+destination, the live copies are kept aside, the staged files are swapped in,
+the proxy tests the whole tree in place, and on any failure every file is put
+back and every new one removed. The running proxy only rereads its config on
+reload, so the tested-and-reverted candidate never serves a request.
+"""
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+import tempfile
+import uuid
+
+
+class ApplyError(Exception):
+    """The candidate was rejected or could not be written; the old files are back."""
+
+
+class FileChange:
+    """One desired file (content set) or one file to remove (content None)."""
+
+    def __init__(self, path, content=None, mode=None, owner=None, group=None):
+        self.path = path
+        self.content = content.encode() if isinstance(content, str) else content
+        self.mode = mode
+        self.owner = owner
+        self.group = group
+        self.before = None
+        self.exists = False
+        self.before_meta = None
+
+    @property
+    def remove(self):
+        return self.content is None
+
+    def read_current(self):
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        self.exists = True
+        if stat.S_ISLNK(st.st_mode):
+            self.before = ("-> %s" % os.readlink(self.path)).encode()
+            self.before_meta = ("link", None, None)
+            return
+        if not stat.S_ISREG(st.st_mode):
+            raise ApplyError("%s exists and is not a regular file" % self.path)
+        with open(self.path, "rb") as handle:
+            self.before = handle.read()
+        self.before_meta = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+
+    def desired_meta(self):
+        mode = self.mode
+        if isinstance(mode, str):
+            mode = int(mode, 8)
+        uid = pwd.getpwnam(self.owner).pw_uid if self.owner else 0
+        gid = grp.getgrnam(self.group).gr_gid if self.group else 0
+        return (mode if mode is not None else 0o644, uid, gid)
+
+    @property
+    def changed(self):
+        if self.remove:
+            return self.exists
+        if not self.exists:
+            return True
+        return self.before != self.content or self.before_meta != self.desired_meta()
+
+    def diff(self):
+        def text(data):
+            return data.decode("utf-8", "replace") if data is not None else ""
+        return {
+            "before_header": self.path if self.exists else "%s (absent)" % self.path,
+            "after_header": "%s (absent)" % self.path if self.remove else self.path,
+            "before": text(self.before),
+            "after": "" if self.remove else text(self.content),
+        }
+
+
+class Transaction:
+    """Stage, swap, test, and roll back on failure."""
+
+    SUFFIX_NEW = ".immich-proxy-new"
+    SUFFIX_OLD = ".immich-proxy-old"
+
+    def __init__(self, changes):
+        self.changes = list(changes)
+        paths = [c.path for c in self.changes]
+        if len(set(paths)) != len(paths):
+            raise ApplyError("a file is listed twice: %s" % sorted(p for p in paths if paths.count(p) > 1))
+        for change in self.changes:
+            if not os.path.isabs(change.path):
+                raise ApplyError("'%s' is not an absolute path" % change.path)
+            change.read_current()
+        self.staged = {}
+        self.kept = {}
+        self.swapped = []
+
+    @property
+    def pending(self):
+        return [c for c in self.changes if c.changed]
+
+    def _stage(self, change):
+        directory = os.path.dirname(change.path)
+        if not os.path.isdir(directory):
+            raise ApplyError("directory %s does not exist (is the proxy package installed?)" % directory)
+        handle, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(change.path),
+                                       suffix=self.SUFFIX_NEW)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(change.content)
+                out.flush()
+                os.fsync(out.fileno())
+            mode, uid, gid = change.desired_meta()
+            os.chown(tmp, uid, gid)
+            os.chmod(tmp, mode)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        self.staged[change.path] = tmp
+
+    def _keep(self, change):
+        # A hard link keeps the live file without a moment in which it is missing.
+        directory = os.path.dirname(change.path)
+        keep = os.path.join(directory, ".%s.%s%s" % (os.path.basename(change.path), uuid.uuid4().hex[:8],
+                                                     self.SUFFIX_OLD))
+        os.link(change.path, keep, follow_symlinks=False)
+        self.kept[change.path] = keep
+
+    def apply(self, test):
+        """Swap every pending file in, run ``test()``; roll everything back if anything fails."""
+        pending = self.pending
+        try:
+            for change in pending:
+                if not change.remove:
+                    self._stage(change)
+                if change.exists:
+                    self._keep(change)
+            for change in pending:
+                if change.remove:
+                    os.unlink(change.path)
+                else:
+                    os.replace(self.staged.pop(change.path), change.path)
+                self.swapped.append(change)
+            _fsync_dirs(c.path for c in pending)
+            result = test()
+        except BaseException as exc:
+            self.rollback()
+            if isinstance(exc, ApplyError):
+                raise
+            if isinstance(exc, Exception):
+                raise ApplyError("%s; every file was restored, the previous configuration is still in place"
+                                 % exc) from exc
+            raise
+        self._discard_kept()
+        return result
+
+    def rollback(self):
+        for change in reversed(self.swapped):
+            kept = self.kept.pop(change.path, None)
+            if kept:
+                os.replace(kept, change.path)
+            elif os.path.lexists(change.path):
+                os.unlink(change.path)
+        self.swapped = []
+        for tmp in list(self.staged.values()) + list(self.kept.values()):
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+        self.staged = {}
+        self.kept = {}
+
+    def _discard_kept(self):
+        for kept in self.kept.values():
+            if os.path.lexists(kept):
+                os.unlink(kept)
+        self.kept = {}
+
+
+def _fsync_dirs(paths):
+    for directory in {os.path.dirname(p) for p in paths}:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

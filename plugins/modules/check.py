@@ -1,0 +1,118 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: homelab.immich_proxy contributors
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: check
+short_description: Check a deployed Immich reverse proxy end to end, as a client sees it
+version_added: 0.1.0
+description:
+  - Talks to the proxy the way the Immich apps and CLI do and reports each check. Works against a real Immich.
+  - C(tls) the certificate is valid for the host (with O(ca_path) or the system's CAs).
+  - C(well_known) C(/.well-known/immich) returns Immich's discovery JSON.
+  - C(ping) C(/api/server/ping) answers C({"res":"pong"}).
+  - C(websocket) a websocket upgrade on C(/api/socket.io/?EIO=4&transport=websocket) returns 101.
+  - C(body_size) a request that announces a body of O(max_body_size) is not refused with 413. Only the headers
+    are sent; nothing is uploaded.
+  - Fails with every failed check's reason when any check fails.
+author:
+  - homelab.immich_proxy contributors
+extends_documentation_fragment:
+  - homelab.immich_proxy.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Only reads; it runs in check mode as well.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  url:
+    description: The public URL of the proxy, as in C(immich_proxy_public_url).
+    type: str
+    required: true
+  connect_host:
+    description:
+      - Address to connect to instead of resolving the URL's host, for example C(127.0.0.1) on the proxy host
+        itself. The URL's host is still sent as SNI and C(Host).
+    type: str
+  ca_path:
+    description: CA bundle to verify the certificate with (for a self-signed or private ACME CA).
+    type: path
+  validate_certs:
+    description: Verify the certificate chain and host name.
+    type: bool
+    default: true
+  max_body_size:
+    description: Body size in bytes the proxy must admit; C(0) probes with 100 GiB.
+    type: int
+    default: 52428800000
+  timeout:
+    description: Seconds to wait for each answer.
+    type: float
+    default: 10
+"""
+
+EXAMPLES = r"""
+- name: Check the proxy from the host itself
+  homelab.immich_proxy.check:
+    url: https://photos.example.org
+    connect_host: 127.0.0.1
+    ca_path: /etc/immich-proxy/tls/photos.example.org/fullchain.pem
+  register: immich_check
+
+- name: Check it from the controller, through DNS
+  homelab.immich_proxy.check:
+    url: https://photos.example.org
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+checks:
+  description: Each check with its name, result and a sentence that says what was seen.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {"name": "ping", "ok": true, "detail": "GET /api/server/ping answered {\"res\": \"pong\"}"}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._probe import Target, run_checks
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import parse_url
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            url=dict(type="str", required=True),
+            connect_host=dict(type="str"),
+            ca_path=dict(type="path"),
+            validate_certs=dict(type="bool", default=True),
+            max_body_size=dict(type="int", default=52428800000),
+            timeout=dict(type="float", default=10),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        parse_url(module.params["url"])
+    except ValueError as exc:
+        module.fail_json(msg="url '%s' %s" % (module.params["url"], exc))
+    target = Target(module.params["url"], module.params["connect_host"], module.params["ca_path"],
+                    module.params["validate_certs"], module.params["timeout"])
+    checks = [c.as_dict() for c in run_checks(target, module.params["max_body_size"])]
+    failed = [c for c in checks if not c["ok"]]
+    if failed:
+        module.fail_json(msg="%d of %d checks of %s failed: %s" % (
+            len(failed), len(checks), module.params["url"], "; ".join("%s: %s" % (c["name"], c["detail"])
+                                                                     for c in failed)), checks=checks)
+    module.exit_json(changed=False, checks=checks)
+
+
+if __name__ == "__main__":
+    main()
