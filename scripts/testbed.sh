@@ -78,10 +78,36 @@ PY
   echo "$ANSIBLE_BUNDLE_VERSION" >"$stamp"
 }
 
+# ansible-test bootstraps pip in each venv it makes with a get-pip script from a
+# site that is not reachable here. This stand-in does what get-pip does, with
+# pip's own wheel from PyPI: run pip from the wheel to install the pins asked for.
+ensure_ansible_test_pip() {
+  local version cache=$HOME/.ansible/test/cache script
+  version=$(.venv/bin/python - <<'PY'
+import re, pathlib, ansible_test
+src = pathlib.Path(ansible_test.__file__).parent / "_internal" / "python_requirements.py"
+print(re.search(r"pip='([0-9.]+)'", src.read_text()).group(1))
+PY
+)
+  script=$cache/get_pip_${version//./_}.py
+  [ -f "$script" ] && [ -f "$cache/pip-$version-py3-none-any.whl" ] && return 0
+  log "providing ansible-test's pip $version bootstrap offline"
+  mkdir -p "$cache"
+  .venv/bin/pip download -q --disable-pip-version-check --no-deps -d "$cache" "pip==$version"
+  cat >"$script" <<PY
+# Offline stand-in for get-pip.py $version (written by scripts/testbed.sh).
+import os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pip-$version-py3-none-any.whl"))
+from pip._internal.cli.main import main
+args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
+sys.exit(main(["install", "--upgrade", "--force-reinstall"] + args))
+PY
+}
+
 case "${1:-all}" in
   docker) ensure_docker ;;
   images) ensure_docker; ensure_image bookworm; ensure_image trixie ;;
-  venv) ensure_venv; ensure_collections ;;
-  all) ensure_venv; ensure_collections; ensure_docker; ensure_image bookworm; ensure_image trixie ;;
+  venv) ensure_venv; ensure_collections; ensure_ansible_test_pip ;;
+  all) ensure_venv; ensure_collections; ensure_ansible_test_pip; ensure_docker; ensure_image bookworm; ensure_image trixie ;;
   *) echo "usage: $0 [all|docker|images|venv]" >&2; exit 2 ;;
 esac

@@ -91,14 +91,14 @@ def read_response(sock, read_body=True):
         if not chunk:
             break
         data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, _sep, body = data.partition(b"\r\n\r\n")
     lines = head.decode("iso-8859-1").split("\r\n")
     if not lines or len(lines[0].split(" ")) < 2:
         raise OSError("no HTTP response (got %r)" % data[:80])
     status = int(lines[0].split(" ")[1])
     headers = {}
     for line in lines[1:]:
-        key, _, value = line.partition(":")
+        key, _sep, value = line.partition(":")
         headers[key.strip().lower()] = value.strip()
     if read_body and status not in (100, 101, 204, 304):
         length = headers.get("content-length")
@@ -121,7 +121,7 @@ def read_response(sock, read_body=True):
 def _dechunk(raw):
     out = b""
     while raw:
-        size_line, _, raw = raw.partition(b"\r\n")
+        size_line, _sep, raw = raw.partition(b"\r\n")
         size = int(size_line.split(b";")[0] or b"0", 16)
         if size == 0:
             break
@@ -160,7 +160,7 @@ def check_websocket(target):
     headers = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
                "Sec-WebSocket-Key": key}
     try:
-        status, _h, body = target.request("GET", path, headers, read_body=False)
+        status, _headers, body = target.request("GET", path, headers, read_body=False)
     except (OSError, ssl.SSLError) as exc:
         return Check("websocket", False, "websocket upgrade on %s failed: %s" % (path, exc))
     if status == 101:
@@ -182,7 +182,7 @@ def check_body_size(target, max_body_size):
         sock.settimeout(5)
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         try:
-            status, _h, _b = read_response(sock, read_body=False)
+            status, _headers, _body = read_response(sock, read_body=False)
         except socket.timeout:
             status = None
     except (OSError, ssl.SSLError) as exc:

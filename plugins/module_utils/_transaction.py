@@ -36,6 +36,7 @@ class FileChange:
         self.before = None
         self.exists = False
         self.before_meta = None
+        self.meta = None if self.remove else self._desired_meta()
 
     @property
     def remove(self):
@@ -57,12 +58,19 @@ class FileChange:
             self.before = handle.read()
         self.before_meta = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
 
-    def desired_meta(self):
-        mode = self.mode
-        if isinstance(mode, str):
-            mode = int(mode, 8)
-        uid = pwd.getpwnam(self.owner).pw_uid if self.owner else 0
-        gid = grp.getgrnam(self.group).gr_gid if self.group else 0
+    def _desired_meta(self):
+        try:
+            mode = int(self.mode, 8) if isinstance(self.mode, str) else self.mode
+        except ValueError:
+            raise ApplyError("mode '%s' of %s is not an octal number such as '0644'" % (self.mode, self.path)) from None
+        try:
+            uid = pwd.getpwnam(self.owner).pw_uid if self.owner else 0
+        except KeyError:
+            raise ApplyError("owner '%s' of %s does not exist on this host" % (self.owner, self.path)) from None
+        try:
+            gid = grp.getgrnam(self.group).gr_gid if self.group else 0
+        except KeyError:
+            raise ApplyError("group '%s' of %s does not exist on this host" % (self.group, self.path)) from None
         return (mode if mode is not None else 0o644, uid, gid)
 
     @property
@@ -71,7 +79,7 @@ class FileChange:
             return self.exists
         if not self.exists:
             return True
-        return self.before != self.content or self.before_meta != self.desired_meta()
+        return self.before != self.content or self.before_meta != self.meta
 
     def diff(self):
         def text(data):
@@ -118,7 +126,7 @@ class Transaction:
                 out.write(change.content)
                 out.flush()
                 os.fsync(out.fileno())
-            mode, uid, gid = change.desired_meta()
+            mode, uid, gid = change.meta
             os.chown(tmp, uid, gid)
             os.chmod(tmp, mode)
         except BaseException:

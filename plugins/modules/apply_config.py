@@ -1,7 +1,7 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: homelab.immich_proxy contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -17,7 +17,7 @@ description:
   - Does not reload the service; use M(homelab.immich_proxy.reload_service) for that.
   - Unlike C(ansible.builtin.template) with C(validate), a snippet is tested in the context of the full config.
 author:
-  - homelab.immich_proxy contributors
+  - homelab.immich_proxy contributors (@homelab)
 extends_documentation_fragment:
   - homelab.immich_proxy.attributes
   - homelab.immich_proxy.attributes.proxy_kind
@@ -148,8 +148,6 @@ def main():
         result = run(module)
     except (ApplyError, ProxyError) as exc:
         module.fail_json(msg="The new %s configuration was not applied: %s" % (module.params["kind"], exc))
-    except (KeyError, ValueError) as exc:
-        module.fail_json(msg="Invalid file owner, group or mode in 'files': %s" % exc)
     module.exit_json(**result)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: homelab.immich_proxy contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -19,7 +19,7 @@ description:
     are sent; nothing is uploaded.
   - Fails with every failed check's reason when any check fails.
 author:
-  - homelab.immich_proxy contributors
+  - homelab.immich_proxy contributors (@homelab)
 extends_documentation_fragment:
   - homelab.immich_proxy.attributes
 attributes:
@@ -48,9 +48,11 @@ options:
     type: bool
     default: true
   max_body_size:
-    description: Body size in bytes the proxy must admit; C(0) probes with 100 GiB.
-    type: int
-    default: 52428800000
+    description:
+      - Body size the proxy must admit, in bytes or with a k, M or G suffix as in C(immich_proxy_max_body_size);
+        C(0) (unlimited) probes with 100 GiB.
+    type: raw
+    default: 50000M
   timeout:
     description: Seconds to wait for each answer.
     type: float
@@ -84,7 +86,7 @@ checks:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._probe import Target, run_checks
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import parse_url
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import parse_size, parse_url
 
 
 def main():
@@ -94,7 +96,7 @@ def main():
             connect_host=dict(type="str"),
             ca_path=dict(type="path"),
             validate_certs=dict(type="bool", default=True),
-            max_body_size=dict(type="int", default=52428800000),
+            max_body_size=dict(type="raw", default="50000M"),
             timeout=dict(type="float", default=10),
         ),
         supports_check_mode=True,
@@ -103,14 +105,18 @@ def main():
         parse_url(module.params["url"])
     except ValueError as exc:
         module.fail_json(msg="url '%s' %s" % (module.params["url"], exc))
+    try:
+        max_body_size = parse_size(module.params["max_body_size"])
+    except ValueError as exc:
+        module.fail_json(msg="max_body_size '%s' %s" % (module.params["max_body_size"], exc))
     target = Target(module.params["url"], module.params["connect_host"], module.params["ca_path"],
                     module.params["validate_certs"], module.params["timeout"])
-    checks = [c.as_dict() for c in run_checks(target, module.params["max_body_size"])]
+    checks = [c.as_dict() for c in run_checks(target, max_body_size)]
     failed = [c for c in checks if not c["ok"]]
     if failed:
-        module.fail_json(msg="%d of %d checks of %s failed: %s" % (
-            len(failed), len(checks), module.params["url"], "; ".join("%s: %s" % (c["name"], c["detail"])
-                                                                     for c in failed)), checks=checks)
+        reasons = "; ".join("%s: %s" % (c["name"], c["detail"]) for c in failed)
+        summary = "%d of %d checks of %s failed" % (len(failed), len(checks), module.params["url"])
+        module.fail_json(msg="%s: %s" % (summary, reasons), checks=checks)
     module.exit_json(changed=False, checks=checks)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: homelab.immich_proxy contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -15,11 +15,11 @@ description:
     plus the watched files such as certificates) differs from the one the running service last loaded.
     A reload lets in-flight uploads finish; the service is never restarted.
   - Tests the config before reloading, so an unchecked config is never loaded.
-  - Afterwards proves that the service runs the new config (for nginx: the master is the same and new workers
+  - Afterwards proves that the service runs the new config (for nginx, the master is the same and new workers
     exist). A reload that silently failed is an error.
   - Remembers the digest of the loaded config and the service's main PID in O(state_dir).
 author:
-  - homelab.immich_proxy contributors
+  - homelab.immich_proxy contributors (@homelab)
 extends_documentation_fragment:
   - homelab.immich_proxy.attributes
   - homelab.immich_proxy.attributes.proxy_kind

@@ -1,7 +1,7 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
-# SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: homelab.immich_proxy contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -13,10 +13,11 @@ description:
   - Checks the settings every role of this collection shares (the C(immich_proxy_*) variables) against what
     Immich asks of a reverse proxy, and returns them in the normalised form the roles render.
   - Reports every problem at once, naming the variable and quoting the value, before anything on the host changes.
-  - Rejects any value that could inject a directive into a proxy config (line breaks, C(;), braces, quotes, spaces).
+  - Rejects any value that could inject a directive into a proxy config (line breaks, C(;), braces, quotes,
+    spaces).
   - Changes nothing on the host; it can run anywhere, also in check mode.
 author:
-  - homelab.immich_proxy contributors
+  - homelab.immich_proxy contributors (@homelab)
 extends_documentation_fragment:
   - homelab.immich_proxy.attributes
 attributes:
@@ -31,7 +32,8 @@ options:
   public_url:
     description:
       - The URL clients use, C(http://) or C(https://), with an optional port and no path.
-      - Immich must be served at the root of a (sub)domain; a sub-path such as C(https://example.org/immich) is rejected.
+      - Immich must be served at the root of a (sub)domain; a sub-path such as C(https://example.org/immich) is
+        rejected.
     type: str
     required: true
   backends:
@@ -56,7 +58,7 @@ options:
       - How the proxy gets its certificate. C(off) serves plain HTTP, C(provided) uses O(tls_cert) and O(tls_key),
         C(selfsigned) makes a certificate on the host, C(acme) gets one from an ACME CA through http-01.
     type: str
-    choices: [off, provided, selfsigned, acme]
+    choices: ['off', provided, selfsigned, acme]
     default: 'off'
   tls_cert:
     description: Path on the host of the certificate chain (PEM) when O(tls=provided).

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Immich test double: a stand-in for the Immich server, for tests only.
 
@@ -140,7 +139,7 @@ class MultipartStream:
             raw_headers, self.buffer = self.buffer[2:].split(b"\r\n\r\n", 1)
             disposition = ""
             for line in raw_headers.decode("utf-8", "replace").split("\r\n"):
-                key, _, value = line.partition(":")
+                key, _sep, value = line.partition(":")
                 if key.strip().lower() == "content-disposition":
                     disposition = value.strip()
             is_file = "filename=" in disposition

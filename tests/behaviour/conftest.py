@@ -1,0 +1,94 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fixtures of the behaviour suite, shared by every proxy's molecule scenario.
+
+Run by molecule/_shared/verify.yml once per instance, e.g.
+  pytest tests/behaviour --container immich-proxy-nginx-bookworm --kind nginx \
+      --public-url https://photos.immich.test --inventory "$MOLECULE_EPHEMERAL_DIRECTORY/inventory"
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+
+import pytest
+from harness import KINDS, ROOT, Host, Proxy, run
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("immich_proxy")
+    group.addoption("--container", required=True, help="the proxy's container")
+    group.addoption("--kind", required=True, choices=sorted(KINDS))
+    group.addoption("--public-url", required=True)
+    group.addoption("--http-port", type=int, default=80)
+    group.addoption("--https-port", type=int, default=443)
+    group.addoption("--ca-path", default=None, help="CA file inside the container that signs the proxy's certificate")
+    group.addoption("--inventory", default=None, help="molecule's inventory, for tests that re-run the role")
+
+
+def pytest_collection_modifyitems(items):
+    # Tests that stop backends or re-run the role go last, so the long
+    # uploads before them never meet a stopped backend or a reload.
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "disruptive: stops services or re-runs the role; runs last")
+
+
+@pytest.fixture(scope="session")
+def kind(pytestconfig):
+    return pytestconfig.getoption("kind")
+
+
+@pytest.fixture(scope="session")
+def traits(kind):
+    return KINDS[kind]
+
+
+@pytest.fixture(scope="session")
+def host(pytestconfig):
+    return Host(pytestconfig.getoption("container"))
+
+
+@pytest.fixture(scope="session")
+def proxy(pytestconfig, host, tmp_path_factory):
+    ca_file = None
+    ca_path = pytestconfig.getoption("ca_path")
+    if ca_path:
+        ca_file = str(tmp_path_factory.mktemp("ca") / "ca.pem")
+        with open(ca_file, "w") as handle:
+            handle.write(host.read(ca_path))
+    return Proxy(pytestconfig.getoption("public_url"), host.address(), ca_file,
+                 pytestconfig.getoption("http_port"), pytestconfig.getoption("https_port"))
+
+
+@pytest.fixture(scope="session")
+def client_address(host):
+    """The address the proxy sees for this suite: the Docker bridge's gateway."""
+    return host.gateway()
+
+
+class Converger:
+    """Runs playbooks/site.yml against the proxy's container, as a user would."""
+
+    def __init__(self, inventory, container):
+        self.inventory = inventory
+        self.container = container
+
+    def __call__(self, extra_vars=None, check=True):
+        if not self.inventory:
+            pytest.fail("--inventory is needed to re-run the role")
+        argv = ["ansible-playbook", "-i", self.inventory, "-l", self.container,
+                os.path.join(ROOT, "playbooks", "site.yml"), "-e", "immich_proxy_hosts=all"]
+        if extra_vars:
+            argv += ["-e", json.dumps(extra_vars)]
+        result = run(argv, check=False, timeout=900)
+        if check and result.returncode != 0:
+            raise AssertionError("%s failed:\n%s" % (shlex.join(argv), result.stdout[-4000:]))
+        return result
+
+
+@pytest.fixture(scope="session")
+def converge(pytestconfig, host):
+    return Converger(pytestconfig.getoption("inventory"), host.name)

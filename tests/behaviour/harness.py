@@ -1,0 +1,201 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What the behaviour suite needs to talk to a deployed proxy and its host.
+
+The proxy runs in a container of a molecule scenario, in front of the Immich
+test double (tests/immich_double, a stand-in for Immich). The suite runs on the
+Docker host and is an ordinary client: it connects to the container's address,
+sends the public host name as SNI and Host, and reads what the double received.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import shlex
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# What differs between proxies; everything else in the suite is proxy-neutral.
+KINDS = {
+    "nginx": {
+        "processes": ["nginx"],
+        "config_dirs": ["/etc/nginx", "/etc/immich-proxy"],
+        # a directive the proxy's own checker rejects, given through the role's escape hatch
+        "broken_config_vars": {"nginx_extra_server_directives": ["immich_proxy_no_such_directive on;"]},
+        "broken_config_message": "nginx rejected the configuration",
+    },
+}
+
+
+def run(argv, check=True, timeout=600, **kwargs):
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError("command %s failed with %d:\n%s\n%s"
+                             % (shlex.join(argv), result.returncode, result.stdout[-3000:], result.stderr[-3000:]))
+    return result
+
+
+@dataclass
+class Host:
+    """The proxy's container, reached with docker exec."""
+
+    name: str
+
+    def sh(self, script, check=True, timeout=600):
+        return run(["docker", "exec", self.name, "sh", "-c", script], check=check, timeout=timeout)
+
+    def address(self):
+        return run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                    self.name]).stdout.strip()
+
+    def gateway(self):
+        return run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}",
+                    self.name]).stdout.strip()
+
+    def read(self, path):
+        return self.sh("cat %s" % shlex.quote(path)).stdout
+
+    def tree_digest(self, dirs):
+        """path -> (sha256, mode, owner) of every file under dirs, links as their target."""
+        script = ("find %s \\( -type f -o -type l \\) -printf '%%p %%m %%u %%l\\n' | sort; "
+                  "find %s -type f -exec sha256sum {} + | sort" % (" ".join(dirs), " ".join(dirs)))
+        return self.sh(script).stdout
+
+    def pids(self, names):
+        out = self.sh("; ".join("pgrep -x %s || true" % shlex.quote(n) for n in names)).stdout
+        return sorted(int(p) for p in out.split())
+
+    def written_bytes(self, names):
+        """pid -> bytes the process caused to be written to storage (/proc/PID/io write_bytes).
+
+        Reading another user's /proc/PID/io needs CAP_SYS_PTRACE in the container;
+        a process that cannot be measured is an error, not a zero.
+        """
+        found = {}
+        for pid in self.pids(names):
+            result = self.sh("cat /proc/%d/io" % pid, check=False)
+            if result.returncode != 0:
+                if "No such file" in result.stderr:
+                    continue
+                raise AssertionError("cannot read /proc/%d/io: %s" % (pid, result.stderr.strip()))
+            fields = dict(line.split(": ") for line in result.stdout.splitlines() if ": " in line)
+            found[pid] = int(fields["write_bytes"])
+        return found
+
+    def systemctl(self, *args):
+        return self.sh("systemctl %s" % " ".join(shlex.quote(a) for a in args))
+
+
+@dataclass
+class Proxy:
+    """The deployed proxy as a client sees it."""
+
+    public_url: str
+    ip: str
+    ca_file: str | None
+    http_port: int = 80
+    https_port: int = 443
+    scheme: str = field(init=False)
+    host: str = field(init=False)
+
+    def __post_init__(self):
+        parts = urlsplit(self.public_url)
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+
+    @property
+    def port(self):
+        return self.https_port if self.scheme == "https" else self.http_port
+
+    def context(self):
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        return ctx
+
+    def connection(self, scheme=None, timeout=30):
+        scheme = scheme or self.scheme
+        ip = self.ip
+        if scheme == "https":
+            ctx = self.context()
+
+            class Conn(http.client.HTTPSConnection):
+                def connect(self):
+                    sock = socket.create_connection((ip, self.port), self.timeout)
+                    self.sock = ctx.wrap_socket(sock, server_hostname=self.host)
+
+            return Conn(self.host, self.https_port, timeout=timeout, context=ctx)
+
+        class PlainConn(http.client.HTTPConnection):
+            def connect(self):
+                self.sock = socket.create_connection((ip, self.port), self.timeout)
+
+        return PlainConn(self.host, self.http_port, timeout=timeout)
+
+    def request(self, method, path, headers=None, body=None, scheme=None, timeout=30):
+        conn = self.connection(scheme, timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            data = response.read()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+        finally:
+            conn.close()
+
+    def json(self, method, path, **kwargs):
+        status, headers, data = self.request(method, path, **kwargs)
+        try:
+            return status, headers, json.loads(data)
+        except ValueError:
+            raise AssertionError("%s %s: expected JSON, got HTTP %d %r" % (method, path, status, data[:300])) from None
+
+
+def random_stream(total, chunk=1024 * 1024, rate=None, digest=None):
+    """Yield ``total`` random bytes in chunks, at most ``rate`` bytes/s, feeding ``digest``."""
+    sent = 0
+    started = time.monotonic()
+    while sent < total:
+        piece = os.urandom(min(chunk, total - sent))
+        if digest is not None:
+            digest.update(piece)
+        sent += len(piece)
+        yield piece
+        if rate:
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+def multipart_upload(size, boundary="immichproxyboundary", rate=None):
+    """(headers, body iterator, sha1 object) of an Immich asset upload as the CLI sends it."""
+    fields = {
+        "deviceAssetId": "behaviour-suite-%d" % size,
+        "deviceId": "homelab.immich_proxy-tests",
+        "fileCreatedAt": "2026-01-01T00:00:00.000Z",
+        "fileModifiedAt": "2026-01-01T00:00:00.000Z",
+        "fileSize": str(size),
+        "isFavorite": "false",
+    }
+    head = b"".join(
+        b"--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n" % (boundary.encode(), k.encode(),
+                                                                                v.encode())
+        for k, v in fields.items())
+    head += (b"--%s\r\nContent-Disposition: form-data; name=\"assetData\"; filename=\"video.mp4\"\r\n"
+             b"Content-Type: video/mp4\r\n\r\n" % boundary.encode())
+    tail = b"\r\n--%s--\r\n" % boundary.encode()
+    digest = hashlib.sha1()
+
+    def body():
+        yield head
+        yield from random_stream(size, rate=rate, digest=digest)
+        yield tail
+
+    headers = {"Content-Type": "multipart/form-data; boundary=%s" % boundary,
+               "Content-Length": str(len(head) + size + len(tail)),
+               "x-api-key": "behaviour-suite"}
+    return headers, body(), digest

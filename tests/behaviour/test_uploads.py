@@ -1,0 +1,57 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Large uploads: Immich's 50000M body size, streamed, never spooled to the proxy's disk."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from harness import multipart_upload
+
+GiB = 1024 ** 3
+MiB = 1024 ** 2
+
+
+def _upload(proxy, size, rate=None, timeout=900):
+    headers, body, digest = multipart_upload(size, rate=rate)
+    status, _headers, data = proxy.request("POST", "/api/assets", headers=headers, body=body, timeout=timeout)
+    return status, json.loads(data or b"null"), digest.hexdigest()
+
+
+def _received_upload(host, asset_id):
+    for port in (2283, 2284):
+        uploads = json.loads(host.sh("curl -s http://127.0.0.1:%d/_double/uploads" % port).stdout)
+        for record in uploads:
+            if record["id"] == asset_id:
+                return record
+    raise AssertionError("no Immich double received upload %s" % asset_id)
+
+
+def test_a_2_gib_upload_arrives_byte_identical_and_nothing_is_spooled_to_disk(proxy, host, traits):
+    size = 2 * GiB
+    before = host.written_bytes(traits["processes"])
+    status, answer, sha1 = _upload(proxy, size)
+    after = host.written_bytes(traits["processes"])
+    assert status == 201, "the 2 GiB upload got HTTP %d %r" % (status, answer)
+    record = _received_upload(host, answer["id"])
+    host.sh("rm -f %s" % record["path"])
+    assert record["bytes"] == size, "Immich received %d bytes of %d" % (record["bytes"], size)
+    assert record["sha1"] == sha1, "the upload arrived altered: SHA-1 %s, sent %s" % (record["sha1"], sha1)
+    written = sum(after[pid] - before[pid] for pid in after if pid in before)
+    assert before and after, "no %s process was found to measure" % traits["processes"]
+    assert written <= size // 100, (
+        "the proxy wrote %d MiB to disk during a %d MiB upload (at most 1%% allowed): it spools request bodies"
+        % (written // MiB, size // MiB))
+
+
+@pytest.mark.disruptive
+def test_a_body_over_a_small_configured_limit_gets_413_and_one_under_it_passes(proxy, converge):
+    converge({"immich_proxy_max_body_size": "1M"})
+    try:
+        status, _headers, _body = proxy.request("POST", "/_double/sink", body=b"x" * (2 * MiB), timeout=60)
+        assert status == 413, "a 2 MiB body with a 1M limit got HTTP %d, expected 413" % status
+        status, _headers, data = proxy.request("POST", "/_double/sink", body=b"x" * (MiB // 2), timeout=60)
+        assert status == 200 and json.loads(data)["bytes"] == MiB // 2, "a 512 KiB body was not passed on"
+    finally:
+        converge()
+    status, _headers, data = proxy.request("POST", "/_double/sink", body=b"x" * (2 * MiB), timeout=60)
+    assert status == 200, "after restoring 50000M a 2 MiB body still got %d" % status

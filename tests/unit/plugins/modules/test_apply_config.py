@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+
+import pytest
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.homelab.immich_proxy.plugins.modules import apply_config
+
+ME = pwd.getpwuid(os.getuid()).pw_name
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
+
+
+@pytest.fixture
+def nginx(monkeypatch):
+    """A patched run_command standing in for `nginx -t`; records what the checker saw."""
+    calls = []
+    verdict = {"rc": 0, "err": ""}
+
+    def run_command(self, argv, **kwargs):
+        calls.append(argv)
+        return verdict["rc"], "", verdict["err"]
+
+    monkeypatch.setattr(AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(AnsibleModule, "get_bin_path",
+                        lambda self, name, required=False, opt_dirs=None: "/usr/sbin/" + name)
+    return calls, verdict
+
+
+def args(tmp_path, content="server {}\n", **extra):
+    return dict(kind="nginx", files=[{"path": str(tmp_path / "immich.conf"), "content": content, "mode": "0644",
+                                      "owner": ME, "group": MY_GROUP}], **extra)
+
+
+def test_a_new_file_is_written_after_nginx_accepts_it(tmp_path, nginx, run_module):
+    result, failed = run_module(apply_config, args(tmp_path))
+    assert not failed and result["changed"]
+    assert (tmp_path / "immich.conf").read_text() == "server {}\n"
+    assert nginx[0] == [["/usr/sbin/nginx", "-t", "-q"]]
+
+
+def test_check_mode_reports_the_diff_and_writes_nothing(tmp_path, nginx, run_module):
+    result, failed = run_module(apply_config, args(tmp_path), check_mode=True, diff=True)
+    assert not failed and result["changed"]
+    assert result["diff"][0]["after"] == "server {}\n"
+    assert not (tmp_path / "immich.conf").exists()
+    assert nginx[0] == [], "check mode must not run the proxy's checker"
+
+
+def test_a_second_run_changes_nothing(tmp_path, nginx, run_module):
+    run_module(apply_config, args(tmp_path))
+    result, failed = run_module(apply_config, args(tmp_path))
+    assert not failed and not result["changed"]
+    assert len(nginx[0]) == 1, "an unchanged config is not tested again"
+
+
+def test_a_rejected_config_fails_with_nginxs_words_and_keeps_the_old_file(tmp_path, nginx, run_module):
+    (tmp_path / "immich.conf").write_text("old\n")
+    os.chmod(tmp_path / "immich.conf", 0o644)
+    nginx[1].update(rc=1, err='nginx: [emerg] unknown directive "bogus" in /etc/nginx/conf.d/immich.conf:3')
+    result, failed = run_module(apply_config, args(tmp_path, content="bogus on;\n"))
+    assert failed
+    assert 'unknown directive "bogus"' in result["msg"]
+    assert "every file was restored" in result["msg"]
+    assert (tmp_path / "immich.conf").read_text() == "old\n"
+
+
+def test_an_unknown_owner_is_a_clear_error(tmp_path, nginx, run_module):
+    bad = args(tmp_path)
+    bad["files"][0]["owner"] = "no-such-user-here"
+    result, failed = run_module(apply_config, bad)
+    assert failed and "owner" in result["msg"]
+    assert not (tmp_path / "immich.conf").exists()
