@@ -27,7 +27,7 @@ demo-clean:
 lint: testbed
 	yamllint -s .
 	ansible-lint
-	ruff check plugins tests bench
+	ruff check plugins tests
 
 unit: testbed
 	pytest -q tests/unit
