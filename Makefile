@@ -27,10 +27,10 @@ demo-clean:
 lint: testbed
 	yamllint -s .
 	ansible-lint
-	ruff check plugins tests
+	ruff check plugins tests bench
 
 unit: testbed
-	pytest -q tests/unit
+	PYTHONPATH=$(CURDIR)/.cache/collections pytest -q tests/unit
 
 sanity: testbed
 	bash scripts/sanity.sh
