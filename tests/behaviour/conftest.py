@@ -12,6 +12,7 @@ import os
 import shlex
 
 import pytest
+
 from harness import KINDS, ROOT, Host, Proxy, run
 
 
@@ -29,11 +30,14 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(items):
     # Tests that stop backends or re-run the role go last, so the long
     # uploads before them never meet a stopped backend or a reload.
-    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+    # Tests that change the TLS mode go last of all.
+    items.sort(key=lambda item: (item.get_closest_marker("disruptive") is not None,
+                                 item.get_closest_marker("last") is not None))
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "disruptive: stops services or re-runs the role; runs last")
+    config.addinivalue_line("markers", "disruptive: stops services or re-runs the role; runs after the others")
+    config.addinivalue_line("markers", "last: changes the scenario's TLS mode; runs at the very end")
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+
 from harness import random_stream
 
 SLOW_UPLOAD_BYTES = 6 * 1024 * 1024

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from harness import multipart_upload
 
 GiB = 1024 ** 3

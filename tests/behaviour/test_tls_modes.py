@@ -1,0 +1,119 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The TLS modes besides the scenario's own: provided files, ACME against a real test CA, plain HTTP.
+
+ACME runs against Debian's `pebble`, a real ACME server for tests, inside the
+proxy's container: the role's certbot gets a certificate through http-01 served
+by the proxy, and a forced renewal must reach clients through the deploy hook.
+These tests re-run the role and run last; the scenario's settings are restored.
+"""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import ssl
+
+import pytest
+
+from harness import Proxy
+
+PEBBLE_CONFIG = {
+    "pebble": {
+        "listenAddress": "0.0.0.0:14000",
+        "managementListenAddress": "0.0.0.0:15000",
+        "certificate": "/etc/pebble/api.pem",
+        "privateKey": "/etc/pebble/api.key",
+        "httpPort": 80,
+        "tlsPort": 5001,
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": False,
+    }
+}
+
+pytestmark = [pytest.mark.disruptive, pytest.mark.last]
+
+
+@pytest.fixture(scope="module")
+def restore_scenario(converge):
+    yield
+    converge()
+
+
+def served_certificate(proxy, ca_file):
+    ctx = ssl.create_default_context(cafile=ca_file)
+    with socket.create_connection((proxy.ip, proxy.https_port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=proxy.host) as tls:
+        return tls.getpeercert()
+
+
+def copy_out(host, path, tmp_path, name):
+    local = tmp_path / name
+    local.write_text(host.read(path))
+    return str(local)
+
+
+def test_provided_certificate_files_are_served(host, proxy, converge, restore_scenario, tmp_path):
+    host.sh("mkdir -p /etc/ssl/lab && cd /etc/ssl/lab && "
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj '/CN=Lab CA' -keyout ca.key -out ca.pem "
+            "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null && "
+            "openssl req -newkey rsa:2048 -nodes -subj '/CN=%s' -keyout site.key -out site.csr 2>/dev/null && "
+            "printf 'subjectAltName=DNS:%s\\n' > ext && "
+            "openssl x509 -req -in site.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile ext "
+            "-out site.pem 2>/dev/null && chmod 600 site.key" % (proxy.host, proxy.host))
+    converge({"immich_proxy_tls": "provided", "immich_proxy_tls_cert": "/etc/ssl/lab/site.pem",
+              "immich_proxy_tls_key": "/etc/ssl/lab/site.key", "immich_proxy_check_ca_path": "/etc/ssl/lab/ca.pem"})
+    ca_file = copy_out(host, "/etc/ssl/lab/ca.pem", tmp_path, "lab-ca.pem")
+    issuer = dict(item[0] for item in served_certificate(proxy, ca_file)["issuer"])
+    assert issuer["commonName"] == "Lab CA", "the provided certificate is not served: issuer %r" % issuer
+    lab = Proxy(proxy.public_url, proxy.ip, ca_file, proxy.http_port, proxy.https_port)
+    assert lab.json("GET", "/.well-known/immich")[0] == 200
+
+
+def test_acme_gets_a_certificate_through_http01_and_renewal_reaches_clients(host, proxy, converge,
+                                                                            restore_scenario, tmp_path):
+    host.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q pebble >/dev/null")
+    host.sh("mkdir -p /etc/pebble && cd /etc/pebble && "
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=pebble -keyout api.key -out api.pem "
+            "-addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null")
+    host.sh("cat > /etc/pebble/config.json <<'EOF'\n%s\nEOF" % json.dumps(PEBBLE_CONFIG))
+    host.sh("grep -q ' %s$' /etc/hosts || echo '127.0.0.1 %s' >> /etc/hosts" % (proxy.host, proxy.host))
+    host.sh("systemctl is-active -q pebble-test || systemd-run --unit pebble-test "
+            "--setenv=PEBBLE_VA_NOSLEEP=1 --setenv=PEBBLE_WFE_NONCEREJECT=0 --setenv=PEBBLE_AUTHZREUSE=0 "
+            "/usr/bin/pebble -config /etc/pebble/config.json")
+    host.sh("for i in $(seq 50); do curl -s --cacert /etc/pebble/api.pem https://127.0.0.1:14000/dir >/dev/null "
+            "&& exit 0; sleep 0.2; done; exit 1")
+    host.sh("curl -s --cacert /etc/pebble/api.pem https://127.0.0.1:15000/roots/0 > /etc/pebble/root.pem")
+    acme_vars = {"immich_proxy_tls": "acme", "immich_proxy_acme_email": "admin@example.org",
+                 "immich_proxy_acme_directory": "https://127.0.0.1:14000/dir",
+                 "immich_proxy_acme_ca_file": "/etc/pebble/api.pem",
+                 "immich_proxy_check_ca_path": "/etc/pebble/root.pem"}
+    try:
+        converge(acme_vars)
+        again = converge(acme_vars)
+        assert re.search(r"changed=0\s", again.stdout.split("PLAY RECAP")[-1]), (
+            "a second ACME run changed something:\n%s" % again.stdout[-3000:])
+        root = copy_out(host, "/etc/pebble/root.pem", tmp_path, "pebble-root.pem")
+        first = served_certificate(proxy, root)
+        assert "Pebble" in json.dumps(first["issuer"]), "not issued by the ACME CA: %r" % (first["issuer"],)
+        acme = Proxy(proxy.public_url, proxy.ip, root, proxy.http_port, proxy.https_port)
+        assert acme.json("GET", "/.well-known/immich")[2] == {"api": {"endpoint": "/api"}}
+        status, _headers, _body = proxy.request("GET", "/.well-known/acme-challenge/missing", scheme="http")
+        assert status == 404, "the challenge path must be served from the webroot, got %d" % status
+
+        renewal_env = host.sh("systemctl show certbot.service -p Environment").stdout
+        assert "REQUESTS_CA_BUNDLE=/etc/pebble/api.pem" in renewal_env, "the renewal timer cannot reach the CA"
+        assert host.sh("systemctl is-enabled certbot.timer").stdout.strip() == "enabled"
+        host.sh("REQUESTS_CA_BUNDLE=/etc/pebble/api.pem certbot renew --force-renewal --no-random-sleep-on-renew -q")
+        second = served_certificate(proxy, root)
+        assert second["serialNumber"] != first["serialNumber"], "the renewed certificate is not served"
+    finally:
+        host.sh("systemctl stop pebble-test", check=False)
+
+
+def test_tls_off_serves_plain_http_with_the_real_scheme(host, proxy, converge, restore_scenario):
+    plain_url = "http://%s" % proxy.host
+    converge({"immich_proxy_tls": "off", "immich_proxy_public_url": plain_url})
+    plain = Proxy(plain_url, proxy.ip, None, proxy.http_port, proxy.https_port)
+    status, _headers, seen = plain.json("GET", "/_double/echo")
+    assert status == 200
+    assert dict((k, v) for k, v in seen["headers"])["X-Forwarded-Proto"] == "http"
