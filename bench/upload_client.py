@@ -54,20 +54,20 @@ class Watcher(threading.Thread):
         self.names = names
         self.before = sample(names)
         self.last = self.before
-        self.peak_rss = sum(rss for _, rss in self.before.values())
+        self.peak_rss = sum(rss for _written, rss in self.before.values())
         self.stop = threading.Event()
 
     def run(self):
         while not self.stop.wait(0.1):
             now = sample(self.names)
             self.last = {**self.last, **now}
-            self.peak_rss = max(self.peak_rss, sum(rss for _, rss in now.values()))
+            self.peak_rss = max(self.peak_rss, sum(rss for _written, rss in now.values()))
 
     def result(self):
         self.stop.set()
         self.join()
         written = sum(self.last[pid][0] - self.before.get(pid, (0, 0))[0] for pid in self.last)
-        base_rss = sum(rss for _, rss in self.before.values())
+        base_rss = sum(rss for _written, rss in self.before.values())
         return {"written_bytes": written, "rss_before": base_rss, "rss_peak": self.peak_rss}
 
 
