@@ -6,6 +6,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
+export NO_COLOR := 1
 SCENARIOS ?= nginx
 
 .PHONY: help testbed demo demo-clean test lint unit sanity molecule bench

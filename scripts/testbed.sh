@@ -104,10 +104,22 @@ sys.exit(main(["install", "--upgrade", "--force-reinstall"] + args))
 PY
 }
 
+# The real Immich CLI and Node 22 (it needs 22; the machine has 20), from npm, pinned by the lock file.
+ensure_immich_cli() {
+  local dir=tests/immich_cli stamp want
+  stamp=$dir/node_modules/.lock.sha256
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  [ -x "$dir/node_modules/.bin/immich" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  command -v npm >/dev/null || apt_install npm
+  log "installing @immich/cli and Node 22 from npm"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >"$stamp"
+}
+
 case "${1:-all}" in
   docker) ensure_docker ;;
   images) ensure_docker; ensure_image bookworm; ensure_image trixie ;;
-  venv) ensure_venv; ensure_collections; ensure_ansible_test_pip ;;
-  all) ensure_venv; ensure_collections; ensure_ansible_test_pip; ensure_docker; ensure_image bookworm; ensure_image trixie ;;
+  venv) ensure_venv; ensure_collections; ensure_ansible_test_pip; ensure_immich_cli ;;
+  all) ensure_venv; ensure_collections; ensure_ansible_test_pip; ensure_immich_cli; ensure_docker; ensure_image bookworm; ensure_image trixie ;;
   *) echo "usage: $0 [all|docker|images|venv]" >&2; exit 2 ;;
 esac

@@ -87,9 +87,14 @@ class Converger:
                 os.path.join(ROOT, "playbooks", "site.yml"), "-e", "immich_proxy_hosts=all"]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
-        result = run(argv, check=False, timeout=900)
+        # Plain, unwrapped output whatever molecule set for its own runs;
+        # ansible-core writes task errors to stderr, so both are kept.
+        env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+                   ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+        result = run(argv, check=False, timeout=900, env=env)
+        result.output = result.stdout + result.stderr
         if check and result.returncode != 0:
-            raise AssertionError("%s failed:\n%s" % (shlex.join(argv), result.stdout[-4000:]))
+            raise AssertionError("%s failed:\n%s" % (shlex.join(argv), result.output[-5000:]))
         return result
 
 

@@ -30,6 +30,8 @@ KINDS = {
         # a directive the proxy's own checker rejects, given through the role's escape hatch
         "broken_config_vars": {"nginx_extra_server_directives": ["immich_proxy_no_such_directive on;"]},
         "broken_config_message": "nginx rejected the configuration",
+        # a role-specific variable that reaches the config file, with a directive smuggled in
+        "injection_vars": {"nginx_client_body_buffer_size": "512k;\n    return 200 pwned"},
     },
 }
 

@@ -33,7 +33,17 @@ def test_bad_settings_fail_with_the_variable_named_and_change_nothing(proxy, hos
     result = converge(bad, check=False)
     assert result.returncode != 0, "the role accepted %r" % bad
     for word in words:
-        assert word in result.stdout, "the failure does not say %r:\n%s" % (word, result.stdout[-2500:])
+        assert word in result.output, "the failure does not say %r:\n%s" % (word, result.output[-2500:])
+    _assert_untouched(proxy, host, traits, before)
+
+
+@pytest.mark.disruptive
+def test_a_directive_smuggled_into_a_role_variable_is_refused_and_changes_nothing(proxy, host, traits, converge):
+    before = _snapshot(host, traits)
+    result = converge(traits["injection_vars"], check=False)
+    assert result.returncode != 0, "the role accepted %r" % traits["injection_vars"]
+    for name in traits["injection_vars"]:
+        assert name in result.output, "the failure does not name %s:\n%s" % (name, result.output[-2500:])
     _assert_untouched(proxy, host, traits, before)
 
 
@@ -42,8 +52,8 @@ def test_a_config_the_proxy_rejects_is_rolled_back_and_the_old_one_keeps_serving
     before = _snapshot(host, traits)
     result = converge(traits["broken_config_vars"], check=False)
     assert result.returncode != 0, "the proxy accepted a broken config"
-    assert traits["broken_config_message"] in result.stdout, result.stdout[-2500:]
-    assert "every file was restored" in result.stdout
+    assert traits["broken_config_message"] in result.output, result.output[-2500:]
+    assert "every file was restored" in result.output
     _assert_untouched(proxy, host, traits, before)
     leftovers = host.sh("find %s -name '*.immich-proxy-*'" % " ".join(traits["config_dirs"])).stdout
     assert not leftovers.strip(), "staging files were left behind: %s" % leftovers

@@ -90,8 +90,8 @@ def test_acme_gets_a_certificate_through_http01_and_renewal_reaches_clients(host
     try:
         converge(acme_vars)
         again = converge(acme_vars)
-        assert re.search(r"changed=0\s", again.stdout.split("PLAY RECAP")[-1]), (
-            "a second ACME run changed something:\n%s" % again.stdout[-3000:])
+        assert re.search(r"changed=0\s", again.output.split("PLAY RECAP")[-1]), (
+            "a second ACME run changed something:\n%s" % again.output[-3000:])
         root = copy_out(host, "/etc/pebble/root.pem", tmp_path, "pebble-root.pem")
         first = served_certificate(proxy, root)
         assert "Pebble" in json.dumps(first["issuer"]), "not issued by the ACME CA: %r" % (first["issuer"],)
@@ -110,10 +110,13 @@ def test_acme_gets_a_certificate_through_http01_and_renewal_reaches_clients(host
         host.sh("systemctl stop pebble-test", check=False)
 
 
-def test_tls_off_serves_plain_http_with_the_real_scheme(host, proxy, converge, restore_scenario):
-    plain_url = "http://%s" % proxy.host
-    converge({"immich_proxy_tls": "off", "immich_proxy_public_url": plain_url})
-    plain = Proxy(plain_url, proxy.ip, None, proxy.http_port, proxy.https_port)
+def test_plain_http_on_another_port_keeps_the_port_in_host_and_the_real_scheme(host, proxy, converge,
+                                                                             restore_scenario):
+    plain_url = "http://%s:8080" % proxy.host
+    converge({"immich_proxy_tls": "off", "immich_proxy_public_url": plain_url, "immich_proxy_http_port": 8080})
+    plain = Proxy(plain_url, proxy.ip, None, 8080, proxy.https_port)
     status, _headers, seen = plain.json("GET", "/_double/echo")
     assert status == 200
-    assert dict((k, v) for k, v in seen["headers"])["X-Forwarded-Proto"] == "http"
+    headers = dict((k, v) for k, v in seen["headers"])
+    assert headers["Host"] == "%s:8080" % proxy.host, "Immich must see the port in Host, got %r" % headers["Host"]
+    assert headers["X-Forwarded-Proto"] == "http"
