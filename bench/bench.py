@@ -56,6 +56,7 @@ all:
         %s:
           ansible_connection: community.docker.docker
           ansible_python_interpreter: /usr/bin/python3
+          ansible_pipelining: true
       vars:
         immich_proxy_kind: nginx
         immich_proxy_public_url: http://photos.immich.test

@@ -72,6 +72,9 @@ def test_provided_certificate_files_are_served(host, proxy, converge, restore_sc
 def test_acme_gets_a_certificate_through_http01_and_renewal_reaches_clients(host, proxy, converge,
                                                                             restore_scenario, tmp_path):
     host.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q pebble >/dev/null")
+    # pebble starts empty with a new root each time: forget an earlier run's account and certificate
+    host.sh("cd /etc/letsencrypt 2>/dev/null || exit 0; rm -rf live/%s archive/%s renewal/%s.conf "
+            "accounts/127.0.0.1:14000" % (proxy.host, proxy.host, proxy.host))
     host.sh("mkdir -p /etc/pebble && cd /etc/pebble && "
             "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=pebble -keyout api.key -out api.pem "
             "-addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null")
@@ -110,8 +113,8 @@ def test_acme_gets_a_certificate_through_http01_and_renewal_reaches_clients(host
         host.sh("systemctl stop pebble-test", check=False)
 
 
-def test_plain_http_on_another_port_keeps_the_port_in_host_and_the_real_scheme(host, proxy, converge,
-                                                                             restore_scenario):
+def test_plain_http_on_another_port_keeps_the_port_in_host_and_the_real_scheme(
+        host, proxy, converge, restore_scenario):
     plain_url = "http://%s:8080" % proxy.host
     converge({"immich_proxy_tls": "off", "immich_proxy_public_url": plain_url, "immich_proxy_http_port": 8080})
     plain = Proxy(plain_url, proxy.ip, None, 8080, proxy.https_port)
