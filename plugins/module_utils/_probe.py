@@ -41,14 +41,16 @@ class Check:
 class Target:
     """Where to connect (``connect_host``) and what to ask for (the public URL's host)."""
 
-    def __init__(self, url, connect_host=None, ca_path=None, validate_certs=True, timeout=10.0):
+    def __init__(self, url, connect_host=None, ca_path=None, validate_certs=True, timeout=10.0, connect_port=None):
         parts = urlsplit(url)
         self.scheme = parts.scheme
         self.host = parts.hostname
-        self.port = parts.port or (443 if self.scheme == "https" else 80)
         default_port = 443 if self.scheme == "https" else 80
-        self.host_header = parts.netloc.rsplit("@", 1)[-1] if self.port != default_port else self.host
+        public_port = parts.port or default_port
+        self.host_header = parts.netloc.rsplit("@", 1)[-1] if public_port != default_port else self.host
         self.connect_host = connect_host or self.host
+        # A router may forward the public port to another one on the proxy host.
+        self.port = connect_port or public_port
         self.timeout = timeout
         self.context = None
         if self.scheme == "https":

@@ -40,6 +40,11 @@ options:
       - Address to connect to instead of resolving the URL's host, for example C(127.0.0.1) on the proxy host
         itself. The URL's host is still sent as SNI and C(Host).
     type: str
+  connect_port:
+    description:
+      - Port to connect to instead of the URL's, for example the proxy's own HTTPS port on its host when a router
+        forwards the public port to it. The URL's port is still sent in C(Host).
+    type: int
   ca_path:
     description: CA bundle to verify the certificate with (for a self-signed or private ACME CA).
     type: path
@@ -94,6 +99,7 @@ def main():
         argument_spec=dict(
             url=dict(type="str", required=True),
             connect_host=dict(type="str"),
+            connect_port=dict(type="int"),
             ca_path=dict(type="path"),
             validate_certs=dict(type="bool", default=True),
             max_body_size=dict(type="raw", default="50000M"),
@@ -110,7 +116,7 @@ def main():
     except ValueError as exc:
         module.fail_json(msg="max_body_size '%s' %s" % (module.params["max_body_size"], exc))
     target = Target(module.params["url"], module.params["connect_host"], module.params["ca_path"],
-                    module.params["validate_certs"], module.params["timeout"])
+                    module.params["validate_certs"], module.params["timeout"], module.params["connect_port"])
     checks = [c.as_dict() for c in run_checks(target, max_body_size)]
     failed = [c for c in checks if not c["ok"]]
     if failed:

@@ -99,3 +99,14 @@ def test_a_closed_port_is_reported_not_raised():
     closed.close()
     check = check_ping(Target("http://photos.example.org:%d" % port, connect_host="127.0.0.1", timeout=2))
     assert not check.ok and "connection failed" in check.detail
+
+
+@pytest.mark.parametrize("url, connect_port, port, host_header", [
+    ("https://photos.example.org", None, 443, "photos.example.org"),
+    ("https://photos.example.org", 8443, 8443, "photos.example.org"),
+    ("https://photos.example.org:8443", None, 8443, "photos.example.org:8443"),
+    ("http://photos.example.org:8080", 80, 80, "photos.example.org:8080"),
+])
+def test_a_forwarded_port_is_connected_to_while_host_keeps_the_public_port(url, connect_port, port, host_header):
+    target = Target(url, connect_host="127.0.0.1", validate_certs=False, connect_port=connect_port)
+    assert (target.port, target.host_header) == (port, host_header)
