@@ -17,6 +17,10 @@ def _assert_untouched(proxy, host, traits, before):
     assert (status, payload) == (200, {"res": "pong"}), "the proxy stopped serving after a failed run"
 
 
+# The proxy's own variable carrying a smuggled directive comes from the traits of the kind.
+ROLE_VARIABLE = None
+
+
 @pytest.mark.disruptive
 @pytest.mark.parametrize("bad, words", [
     ({"immich_proxy_public_url": "https://photos.immich.test/immich"},
@@ -27,23 +31,17 @@ def _assert_untouched(proxy, host, traits, before):
       "immich_proxy_backends": ["http://127.0.0.1:2283/immich"]},
      ["immich_proxy_trusted_proxies '10.0.0.0/33'", "immich_proxy_max_body_size 'lots'",
       "immich_proxy_backends 'http://127.0.0.1:2283/immich'"]),
-], ids=["sub-path", "directive-injection", "every-problem-at-once"])
+    (ROLE_VARIABLE, None),
+], ids=["sub-path", "directive-injection", "every-problem-at-once", "role-variable-injection"])
 def test_bad_settings_fail_with_the_variable_named_and_change_nothing(proxy, host, traits, converge, bad, words):
+    if bad is ROLE_VARIABLE:
+        bad = traits["injection_vars"]
+        words = list(bad)
     before = _snapshot(host, traits)
     result = converge(bad, check=False)
     assert result.returncode != 0, "the role accepted %r" % bad
     for word in words:
         assert word in result.output, "the failure does not say %r:\n%s" % (word, result.output[-2500:])
-    _assert_untouched(proxy, host, traits, before)
-
-
-@pytest.mark.disruptive
-def test_a_directive_smuggled_into_a_role_variable_is_refused_and_changes_nothing(proxy, host, traits, converge):
-    before = _snapshot(host, traits)
-    result = converge(traits["injection_vars"], check=False)
-    assert result.returncode != 0, "the role accepted %r" % traits["injection_vars"]
-    for name in traits["injection_vars"]:
-        assert name in result.output, "the failure does not name %s:\n%s" % (name, result.output[-2500:])
     _assert_untouched(proxy, host, traits, before)
 
 
