@@ -23,6 +23,10 @@ WEBSOCKET_PATH = "/api/socket.io"
 PING_PATH = "/api/server/ping"
 ACME_CHALLENGE_PATH = "/.well-known/acme-challenge/"
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+# Where every role keeps a self-signed or ACME certificate, one directory per host
+# name, and the webroot certbot answers http-01 from.
+TLS_ROOT = "/etc/immich-proxy/tls"
+ACME_WEBROOT = "/var/lib/immich-proxy/acme"
 
 # Mozilla's "intermediate" TLS profile (ssl-config.mozilla.org, version 5.7).
 # The DHE suites are left out: they need a dhparam file and every client that
@@ -362,6 +366,17 @@ def normalise(raw, cloudflare_plan=None):
             warnings.append("immich_proxy_max_body_size is %s but Cloudflare's %s plan cuts request bodies at %s; "
                             "larger uploads fail with 413 at Cloudflare"
                             % (format_size(size), cloudflare_plan, format_size(limit)))
+
+    # The files the proxy serves: the user's for provided, the role-managed pair
+    # (self-signed, or links to certbot's) otherwise.
+    out["tls_dir"] = out["tls_cert_path"] = out["tls_key_path"] = None
+    if public and tls in ("selfsigned", "acme"):
+        out["tls_dir"] = "%s/%s" % (TLS_ROOT, public["host"])
+        out["tls_cert_path"] = out["tls_dir"] + "/fullchain.pem"
+        out["tls_key_path"] = out["tls_dir"] + "/privkey.pem"
+    elif tls == "provided":
+        out["tls_cert_path"], out["tls_key_path"] = out["tls_cert"], out["tls_key"]
+    out["acme_webroot"] = ACME_WEBROOT
 
     out["well_known_path"] = WELL_KNOWN_PATH
     out["websocket_path"] = WEBSOCKET_PATH

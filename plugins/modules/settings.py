@@ -168,6 +168,23 @@ settings:
       description: TLS 1.2 cipher suites of Mozilla's intermediate profile (OpenSSL names).
       type: list
       elements: str
+    tls_cert_path:
+      description:
+        - The certificate chain the proxy serves, or null without TLS. For C(selfsigned) and C(acme) every role keeps
+          it at C(/etc/immich-proxy/tls/<host>/fullchain.pem); the self-signed one is also the CA to verify it with.
+      type: str
+      sample: /etc/immich-proxy/tls/photos.example.org/fullchain.pem
+    tls_key_path:
+      description: The private key the proxy serves with, or null without TLS.
+      type: str
+      sample: /etc/immich-proxy/tls/photos.example.org/privkey.pem
+    tls_dir:
+      description: The directory of the role-managed certificate for C(selfsigned) and C(acme), else null.
+      type: str
+    acme_webroot:
+      description: The directory certbot writes http-01 challenges to and the proxy serves them from.
+      type: str
+      sample: /var/lib/immich-proxy/acme
     well_known_path:
       description: The discovery path the apps request first, which must reach Immich.
       type: str

@@ -204,3 +204,17 @@ def test_values_that_reach_config_files_carry_no_syntax():
     rendered = flatten(settings)
     for character in ";{}\"'\n":
         assert character not in rendered
+
+
+@pytest.mark.parametrize("raw, cert, key", [
+    ({"tls": "selfsigned"}, "/etc/immich-proxy/tls/photos.example.org/fullchain.pem",
+     "/etc/immich-proxy/tls/photos.example.org/privkey.pem"),
+    ({"tls": "acme", "acme_email": "a@example.org"}, "/etc/immich-proxy/tls/photos.example.org/fullchain.pem",
+     "/etc/immich-proxy/tls/photos.example.org/privkey.pem"),
+    ({"tls": "provided", "tls_cert": "/etc/ssl/c.pem", "tls_key": "/etc/ssl/k.pem"},
+     "/etc/ssl/c.pem", "/etc/ssl/k.pem"),
+    ({"tls": "off"}, None, None),
+])
+def test_every_role_serves_the_certificate_from_the_same_place(raw, cert, key):
+    settings, _warnings = normalise(dict(GOOD, **raw))
+    assert (settings["tls_cert_path"], settings["tls_key_path"]) == (cert, key)
