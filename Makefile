@@ -7,7 +7,8 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 export NO_COLOR := 1
-SCENARIOS ?= nginx
+# every molecule scenario (molecule/<name>/molecule.yml); SCENARIOS=nginx runs one
+SCENARIOS ?= $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml))
 
 .PHONY: help testbed demo demo-clean test lint unit sanity molecule bench
 

@@ -1,9 +1,26 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright: homelab.immich_proxy contributors
-"""One adapter per proxy: how to test a config, reload it, and ask what is live.
+"""One adapter per proxy: how it takes a new config, how to test it, how to ask what is live.
 
-The modules (apply_config, reload_service) are proxy-neutral; everything they
-need to know about a proxy's binary and service manager is asked of an adapter.
+The modules (settings, apply_config, reload_service) are proxy-neutral and never
+branch on a proxy's name; every difference between proxies is an answer its
+adapter gives. ``PROXIES`` is the one list of proxy kinds: a unit test keeps the
+roles, the molecule scenarios, the behaviour suite's traits, the doc fragment and
+playbooks/site.yml equal to it.
+
+A proxy takes a new config in one of three ways (``strategy``):
+
+``reload``
+    A graceful reload (nginx, Apache, Caddy): in-flight requests finish. The
+    config is tested in place before the reload (``test_command``), and the
+    reload is proven by something that changes when the config is loaded.
+``watch``
+    The proxy applies files the moment they are written (Traefik's file
+    provider). A candidate must be validated before the swap (``precheck``),
+    and proof that it loaded can only come after.
+``restart``
+    No reload exists (cloudflared, Traefik's static config): a restart, which
+    drops open connections, so only when something changed.
 """
 from __future__ import annotations
 
@@ -11,31 +28,59 @@ import hashlib
 import os
 import time
 
+STRATEGIES = ("reload", "watch", "restart")
+# What reload_service reports for each strategy when the service takes a new config.
+ACTIONS = {"reload": "reloaded", "watch": "reloaded", "restart": "restarted"}
+
 
 class ProxyError(Exception):
     """A proxy command failed; the message says what the user should look at."""
 
 
 class Proxy:
-    """Base adapter. ``module`` is an AnsibleModule, used only for run_command."""
+    """Base adapter. ``module`` is an AnsibleModule, used for run_command and get_bin_path."""
 
     name = None
     service = None
     binary = None
+    strategy = "reload"
+    # How the certificate for immich_proxy_tls=acme is obtained: "certbot" (the
+    # shared role's certbot tasks, reloading with deploy_hook), "builtin" (the
+    # proxy's own ACME client) or "none" (TLS ends elsewhere, e.g. Cloudflare).
+    acme = "certbot"
+    # The shell line certbot's deploy hook runs after a renewal: never load a
+    # config the proxy would reject.
+    deploy_hook = None
+    # Role-only variables (<kind>_*), parsed and typed by the settings module:
+    # name -> parser spec of _settings (bool, int, size, str, path, lines).
+    variables = {}
 
     def __init__(self, module):
         self.module = module
 
+    @classmethod
+    def describe(cls):
+        """What the roles and the shared tasks need to know of this proxy."""
+        return {"kind": cls.name, "service": cls.service, "strategy": cls.strategy, "acme": cls.acme,
+                "deploy_hook": cls.deploy_hook}
+
     # -- the config --------------------------------------------------------
     def test_command(self):
-        raise NotImplementedError
+        """argv that tests the whole live tree in context, or None if the proxy has no checker."""
+        return None
+
+    def precheck(self, changes):
+        """Validate the candidate files before they go live (for proxies that apply files as written)."""
 
     def test(self):
         """Validate the whole live config tree in context; raise ProxyError with the proxy's words."""
-        rc, out, err = self.module.run_command(self.test_command())
+        argv = self.test_command()
+        if argv is None:
+            return ""
+        rc, out, err = self.module.run_command(argv)
         if rc != 0:
             raise ProxyError("%s rejected the configuration (%s): %s"
-                             % (self.name, " ".join(self.test_command()), (err or out).strip()))
+                             % (self.name, " ".join(argv), (err or out).strip()))
         return (err or out).strip()
 
     def config_digest(self, watch=()):
@@ -51,6 +96,7 @@ class Proxy:
         return digest.hexdigest()
 
     def effective_config(self):
+        """The configuration as the proxy reads it (includes resolved), for the digest."""
         raise NotImplementedError
 
     def installed(self):
@@ -87,12 +133,15 @@ class Proxy:
         """Something that changes each time the service loads its config."""
         raise NotImplementedError
 
-    def reload(self):
-        """Graceful reload, then proof that the service runs the new config."""
+    def take_config(self):
+        """Make the running service use the config on disk, the way its strategy says, and prove it."""
         before = self.generation()
-        self.systemctl("reload", self.service)
+        if self.strategy == "restart":
+            self.systemctl("restart", self.service)
+        elif self.strategy == "reload":
+            self.systemctl("reload", self.service)
         if not self.wait_until(lambda: self.generation_moved(before), 20):
-            raise ProxyError("%s was asked to reload but still runs its previous configuration "
+            raise ProxyError("%s was asked to load its new configuration but still runs the previous one "
                              "(see 'journalctl -u %s')" % (self.service, self.service))
 
     def generation_moved(self, before):
@@ -126,17 +175,30 @@ def _children(pid):
 
 
 class Nginx(Proxy):
-    """nginx: ``nginx -t`` tests, ``nginx -T`` shows the effective config, workers mark a reload."""
+    """nginx: ``nginx -t`` tests, ``nginx -T`` shows the effective config, new workers mark a reload."""
 
     name = "nginx"
     service = "nginx"
     binary = "nginx"
+    strategy = "reload"
+    acme = "certbot"
+    deploy_hook = "nginx -t -q && systemctl reload nginx"
+    variables = {
+        "nginx_ipv6": {"type": "bool"},
+        "nginx_remove_default_site": {"type": "bool"},
+        "nginx_backend_fail_timeout": {"type": "int", "min": 1, "max": 3600},
+        "nginx_client_body_buffer_size": {"type": "size", "min": 1024, "max": 64 * 1024 ** 2},
+        "nginx_extra_server_directives": {"type": "lines"},
+    }
+
+    def _nginx(self):
+        return self.module.get_bin_path("nginx", required=True)
 
     def test_command(self):
-        return [self.module.get_bin_path("nginx", required=True), "-t", "-q"]
+        return [self._nginx(), "-t", "-q"]
 
     def effective_config(self):
-        rc, out, err = self.module.run_command([self.module.get_bin_path("nginx", required=True), "-T", "-q"])
+        rc, out, err = self.module.run_command([self._nginx(), "-T", "-q"])
         if rc != 0:
             raise ProxyError("nginx -T failed: %s" % (err or out).strip())
         return out
@@ -152,11 +214,15 @@ class Nginx(Proxy):
         return master == before[0] and bool(workers - before[1])
 
 
-PROXIES = {"nginx": Nginx}
+PROXIES = {cls.name: cls for cls in (Nginx,)}
+
+
+def proxy_class(kind):
+    try:
+        return PROXIES[kind]
+    except KeyError:
+        raise ProxyError("unknown proxy kind '%s'; known: %s" % (kind, ", ".join(sorted(PROXIES)))) from None
 
 
 def get_proxy(kind, module):
-    try:
-        return PROXIES[kind](module)
-    except KeyError:
-        raise ProxyError("unknown proxy kind '%s'; known: %s" % (kind, ", ".join(sorted(PROXIES)))) from None
+    return proxy_class(kind)(module)

@@ -13,6 +13,7 @@ reload, so the tested-and-reverted candidate never serves a request.
 from __future__ import annotations
 
 import grp
+import hashlib
 import os
 import pwd
 import stat
@@ -27,8 +28,9 @@ class ApplyError(Exception):
 class FileChange:
     """One desired file (content set) or one file to remove (content None)."""
 
-    def __init__(self, path, content=None, mode=None, owner=None, group=None):
+    def __init__(self, path, content=None, mode=None, owner=None, group=None, secret=False):
         self.path = path
+        self.secret = secret
         self.content = content.encode() if isinstance(content, str) else content
         self.mode = mode
         self.owner = owner
@@ -83,7 +85,12 @@ class FileChange:
 
     def diff(self):
         def text(data):
-            return data.decode("utf-8", "replace") if data is not None else ""
+            if data is None:
+                return ""
+            if self.secret:
+                # A credential never reaches Ansible's output, not even as a diff.
+                return "(secret: %d bytes, sha256 %s)\n" % (len(data), hashlib.sha256(data).hexdigest()[:12])
+            return data.decode("utf-8", "replace")
         return {
             "before_header": self.path if self.exists else "%s (absent)" % self.path,
             "after_header": "%s (absent)" % self.path if self.remove else self.path,

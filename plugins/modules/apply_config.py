@@ -11,10 +11,15 @@ short_description: Apply a reverse-proxy config tree transactionally
 version_added: 0.1.0
 description:
   - Writes every file of a proxy's config together, tests the whole tree in place with the proxy's own checker
-    (for nginx C(nginx -t)), and keeps the new files only if the proxy accepts them.
+    where it has one (C(nginx -t), C(apachectl -t)), and keeps the new files only if the proxy accepts them.
+  - A proxy that applies files the moment they are written (Traefik's file provider) has the candidate checked
+    by its adapter before the files are swapped in.
   - On any failure (the proxy rejects the config, a write fails) every file is restored, every new file removed,
     and the previous config keeps serving; the task fails with the proxy's own error message.
-  - Does not reload the service; use M(homelab.immich_proxy.reload_service) for that.
+  - Does not reload the service; use M(homelab.immich_proxy.reload_service) for that. When files changed, it
+    marks the service's loaded config as stale in O(state_dir), so the next
+    M(homelab.immich_proxy.reload_service) makes the service take the new files even if a run failed in between.
+  - Files marked O(files[].secret) (keys, tunnel credentials) never appear in the diff, the result or an error.
   - Unlike C(ansible.builtin.template) with C(validate), a snippet is tested in the context of the full config.
 author:
   - homelab.immich_proxy contributors (@homelab)
@@ -56,6 +61,12 @@ options:
         description: Group name.
         type: str
         default: root
+      secret:
+        description:
+          - The content is a credential. The diff shows only its size and a short digest, and the content is
+            masked wherever Ansible would print it.
+        type: bool
+        default: false
   absent:
     description: Files (or symlinks) to remove in the same transaction, such as a distribution's default site.
     type: list
@@ -65,6 +76,10 @@ options:
     description: Test the whole config tree with the proxy's checker before keeping it.
     type: bool
     default: true
+  state_dir:
+    description: Where M(homelab.immich_proxy.reload_service) remembers what the service loaded.
+    type: path
+    default: /var/lib/immich-proxy
 """
 
 EXAMPLES = r"""
@@ -101,6 +116,7 @@ from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies impo
     ProxyError,
     get_proxy,
 )
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import DEFAULT_STATE_DIR, LoadedState
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._transaction import (
     ApplyError,
     FileChange,
@@ -110,7 +126,11 @@ from ansible_collections.homelab.immich_proxy.plugins.module_utils._transaction 
 
 def run(module):
     proxy = get_proxy(module.params["kind"], module)
-    changes = [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"]) for f in module.params["files"]]
+    for item in module.params["files"]:
+        if item["secret"]:
+            module.no_log_values.add(item["content"])
+    changes = [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"], f["secret"])
+               for f in module.params["files"]]
     changes += [FileChange(path) for path in module.params["absent"]]
     transaction = Transaction(changes)
     pending = transaction.pending
@@ -121,10 +141,19 @@ def run(module):
     }
     if not pending or module.check_mode:
         return result
-    if module.params["validate"]:
-        result["validation"] = transaction.apply(proxy.test)
-    else:
-        transaction.apply(lambda: "")
+    validate = module.params["validate"]
+    if validate:
+        proxy.precheck(pending)
+    # Marked before the swap, so a run that dies after it still leaves the service due
+    # a reload; put back when the old files are, since the service then runs them still.
+    state = LoadedState(module.params["state_dir"], proxy.name)
+    recorded = state.read()
+    state.mark_pending()
+    try:
+        result["validation"] = transaction.apply(proxy.test if validate else lambda: "")
+    except BaseException:
+        state.restore(recorded)
+        raise
     return result
 
 
@@ -138,9 +167,11 @@ def main():
                 mode=dict(type="str", default="0644"),
                 owner=dict(type="str", default="root"),
                 group=dict(type="str", default="root"),
+                secret=dict(type="bool", default=False),
             )),
             absent=dict(type="list", elements="path", default=[]),
             validate=dict(type="bool", default=True),
+            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
         ),
         supports_check_mode=True,
     )

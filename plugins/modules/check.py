@@ -11,13 +11,17 @@ short_description: Check a deployed Immich reverse proxy end to end, as a client
 version_added: 0.1.0
 description:
   - Talks to the proxy the way the Immich apps and CLI do and reports each check. Works against a real Immich.
-  - C(tls) the certificate is valid for the host (with O(ca_path) or the system's CAs).
+  - C(tls) the certificate is valid for the host (with O(ca_path) or the system's CAs). When the TLS handshake
+    fails, the other checks are not run (they would each repeat its error) and are returned with C(skipped=true).
   - C(well_known) C(/.well-known/immich) returns Immich's discovery JSON.
   - C(ping) C(/api/server/ping) answers C({"res":"pong"}).
   - C(websocket) a websocket upgrade on C(/api/socket.io/?EIO=4&transport=websocket) returns 101.
-  - C(body_size) a request that announces a body of O(max_body_size) is not refused with 413. Only the headers
-    are sent; nothing is uploaded.
-  - Fails with every failed check's reason when any check fails.
+  - "C(body_size) a C(POST /api/assets) that announces a body of O(max_body_size) with C(Expect: 100-continue) is
+    admitted, that is answered with C(100 Continue) (nginx, Apache, Caddy and Traefik answer it or pass it on to
+    Immich, which does) or with Immich's own 401 for the missing login. C(413) is reported as the body limit;
+    any other status, or no answer within O(timeout), as a failure that quotes what came back. Only the headers
+    are sent; nothing is uploaded."
+  - Fails when any check fails, with each failed check's reason.
 author:
   - homelab.immich_proxy contributors (@homelab)
 extends_documentation_fragment:
@@ -46,7 +50,9 @@ options:
         forwards the public port to it. The URL's port is still sent in C(Host).
     type: int
   ca_path:
-    description: CA bundle to verify the certificate with (for a self-signed or private ACME CA).
+    description:
+      - CA bundle (PEM) to verify the certificate with instead of the system's CAs, for a self-signed certificate,
+        a lab CA or a private ACME CA. The roles set it from C(immich_proxy_check_ca_path).
     type: path
   validate_certs:
     description: Verify the certificate chain and host name.
@@ -59,7 +65,7 @@ options:
     type: raw
     default: 50000M
   timeout:
-    description: Seconds to wait for each answer.
+    description: "Seconds to wait for each answer, including the answer to C(Expect: 100-continue)."
     type: float
     default: 10
 """
@@ -80,12 +86,14 @@ EXAMPLES = r"""
 
 RETURN = r"""
 checks:
-  description: Each check with its name, result and a sentence that says what was seen.
-  returned: always
+  description:
+    - Each check with its C(name), its result C(ok), C(skipped) (true when it was not run because the TLS
+      handshake failed; C(ok) is then false) and a C(detail) sentence that says what was seen.
+  returned: when the checks ran, whether or not they passed
   type: list
   elements: dict
   sample:
-    - {"name": "ping", "ok": true, "detail": "GET /api/server/ping answered {\"res\": \"pong\"}"}
+    - {"name": "ping", "ok": true, "skipped": false, "detail": "GET /api/server/ping answered {\"res\": \"pong\"}"}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -115,13 +123,19 @@ def main():
         max_body_size = parse_size(module.params["max_body_size"])
     except ValueError as exc:
         module.fail_json(msg="max_body_size '%s' %s" % (module.params["max_body_size"], exc))
-    target = Target(module.params["url"], module.params["connect_host"], module.params["ca_path"],
-                    module.params["validate_certs"], module.params["timeout"], module.params["connect_port"])
+    try:
+        target = Target(module.params["url"], module.params["connect_host"], module.params["ca_path"],
+                        module.params["validate_certs"], module.params["timeout"], module.params["connect_port"])
+    except ValueError as exc:
+        module.fail_json(msg="ca_path '%s' %s" % (module.params["ca_path"], exc))
     checks = [c.as_dict() for c in run_checks(target, max_body_size)]
-    failed = [c for c in checks if not c["ok"]]
+    failed = [c for c in checks if not c["ok"] and not c["skipped"]]
     if failed:
         reasons = "; ".join("%s: %s" % (c["name"], c["detail"]) for c in failed)
         summary = "%d of %d checks of %s failed" % (len(failed), len(checks), module.params["url"])
+        skipped = len([c for c in checks if c["skipped"]])
+        if skipped:
+            summary += " and %d could not run without it" % skipped
         module.fail_json(msg="%s: %s" % (summary, reasons), checks=checks)
     module.exit_json(changed=False, checks=checks)
 

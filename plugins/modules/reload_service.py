@@ -11,10 +11,15 @@ short_description: Make a reverse proxy run its current config, gracefully and o
 version_added: 0.1.0
 description:
   - Starts the proxy service if it is stopped (the first run).
-  - Otherwise reloads it gracefully, and only when the effective config (for nginx the output of C(nginx -T),
-    plus the watched files such as certificates) differs from the one the running service last loaded.
-    A reload lets in-flight uploads finish; the service is never restarted.
-  - Tests the config before reloading, so an unchecked config is never loaded.
+  - Otherwise makes the running service take its config the way the proxy's adapter says (its strategy), and only
+    when needed. C(reload) proxies (nginx, Apache, Caddy) are reloaded gracefully, so in-flight uploads finish;
+    C(watch) proxies (Traefik's file provider) already applied the files and are only asked to prove it;
+    C(restart) proxies (cloudflared, Traefik's static config) are restarted, which drops open connections.
+  - Needed means that M(homelab.immich_proxy.apply_config) changed files since the last successful run, or that the
+    effective config (for nginx the output of C(nginx -T), plus the watched files such as certificates) differs from
+    the one the running service last loaded, or that the service was restarted by someone else since.
+  - Tests the config in place before loading it, where the proxy has a checker, so an unchecked config is never
+    loaded.
   - Afterwards proves that the service runs the new config (for nginx, the master is the same and new workers
     exist). A reload that silently failed is an error.
   - Remembers the digest of the loaded config and the service's main PID in O(state_dir).
@@ -53,7 +58,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 action:
-  description: What was done, C(started), C(reloaded) or C(none).
+  description: What was done, C(started), C(reloaded), C(restarted) or C(none).
   returned: always
   type: str
   sample: reloaded
@@ -63,37 +68,20 @@ digest:
   type: str
 """
 
-import json
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import (
+    ACTIONS,
     PROXIES,
     ProxyError,
     get_proxy,
 )
-
-
-def read_state(path):
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return {}
-
-
-def write_state(module, path, state):
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    tmp = path + ".new"
-    with open(tmp, "w") as handle:
-        json.dump(state, handle)
-    module.atomic_move(tmp, path)
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import DEFAULT_STATE_DIR, LoadedState
 
 
 def run(module):
     proxy = get_proxy(module.params["kind"], module)
-    state_path = os.path.join(module.params["state_dir"], "%s.loaded.json" % proxy.name)
+    state = LoadedState(module.params["state_dir"], proxy.name)
     if not proxy.installed():
         if module.check_mode:
             return {"changed": True, "action": "started",
@@ -101,21 +89,22 @@ def run(module):
         raise ProxyError("%s is not installed" % proxy.name)
 
     digest = proxy.config_digest(module.params["watch"])
-    recorded = read_state(state_path)
+    recorded = state.read()
     running = proxy.is_running()
     pid = proxy.main_pid() if running else 0
     if not running:
         action = "started"
-    elif recorded.get("digest") == digest and recorded.get("pid") == pid:
+    elif not recorded.get("pending") and recorded.get("digest") == digest and recorded.get("pid") == pid:
         action = "none"
     else:
-        action = "reloaded"
+        action = ACTIONS[proxy.strategy]
+    loaded = recorded.get("digest") if running else "(stopped)"
+    stale = " (files changed since)" if recorded.get("pending") else ""
     result = {
         "changed": action != "none",
         "action": action,
         "digest": digest,
-        "diff": {"before": "loaded config: %s\n" % (recorded.get("digest") if running else "(stopped)"),
-                 "after": "loaded config: %s\n" % digest},
+        "diff": {"before": "loaded config: %s%s\n" % (loaded, stale), "after": "loaded config: %s\n" % digest},
     }
     if action == "none" or module.check_mode:
         return result
@@ -124,8 +113,8 @@ def run(module):
     if action == "started":
         proxy.start()
     else:
-        proxy.reload()
-    write_state(module, state_path, {"digest": digest, "pid": proxy.main_pid()})
+        proxy.take_config()
+    state.record(digest, proxy.main_pid())
     return result
 
 
@@ -134,7 +123,7 @@ def main():
         argument_spec=dict(
             kind=dict(type="str", required=True, choices=sorted(PROXIES)),
             watch=dict(type="list", elements="path", default=[]),
-            state_dir=dict(type="path", default="/var/lib/immich-proxy"),
+            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
         ),
         supports_check_mode=True,
     )

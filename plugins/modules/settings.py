@@ -10,16 +10,22 @@ module: settings
 short_description: Validate and normalise the Immich reverse-proxy settings
 version_added: 0.1.0
 description:
-  - Checks the settings every role of this collection shares (the C(immich_proxy_*) variables) against what
-    Immich asks of a reverse proxy, and returns them in the normalised form the roles render.
-  - Reports every problem at once, naming the variable and quoting the value, before anything on the host changes.
-  - Rejects any value that could inject a directive into a proxy config (line breaks, C(;), braces, quotes,
-    spaces).
+  - Checks the settings every role of this collection shares (the C(immich_proxy_*) variables) and the proxy role's
+    own variables against what Immich asks of a reverse proxy, and returns them in the normalised form the roles
+    render.
+  - Reports every problem at once, type errors included, naming the variable and quoting the value, before
+    anything on the host changes. That is why the contract's options are C(raw) and none of them is required here; the
+    module types them itself, and the role's documented types and defaults are in each option's description.
+  - Every returned string is rebuilt from parsed parts and must pass a per-field allowlist, so no value can inject a
+    directive, a line or a variable into an nginx, Apache, Caddy, Traefik or cloudflared config. IPv6 zone IDs,
+    C(http://) ACME directories, C(0.0.0.0/0) as a trusted proxy (unless allowed) and unverifiable https backends
+    are refused.
   - Changes nothing on the host; it can run anywhere, also in check mode.
 author:
   - homelab.immich_proxy contributors (@homelab)
 extends_documentation_fragment:
   - homelab.immich_proxy.attributes
+  - homelab.immich_proxy.attributes.proxy_kind
 attributes:
   check_mode:
     support: full
@@ -31,90 +37,210 @@ attributes:
 options:
   public_url:
     description:
-      - The URL clients use, C(http://) or C(https://), with an optional port and no path.
-      - Immich must be served at the root of a (sub)domain; a sub-path such as C(https://example.org/immich) is
-        rejected.
-    type: str
-    required: true
+      - 'The role variable C(immich_proxy_public_url): type C(str), required.'
+      - 'The URL clients use: C(https://) or C(http://), the host, an optional port, no
+        path.'
+      - Immich must be served at the root of a (sub)domain; it does not support a sub-path
+        such as C(https://example.org/immich), so one is refused.
+      - 'The host is a DNS name (an internationalised one in punycode, C(xn--...)) or
+        an IP address. IPv6 zone IDs are refused: they are free text that each proxy''s
+        config language would read differently.'
+    type: raw
   backends:
     description:
-      - Immich server URLs (C(http://host:2283)); two or more form a load-balanced pool with passive health checks.
-    type: list
-    elements: str
-    default: ['http://127.0.0.1:2283']
+      - 'The role variable C(immich_proxy_backends): type C(list) of C(str), default C(["http://127.0.0.1:2283"]).'
+      - 'Immich server URLs without a path: C(http://10.0.0.5:2283), a container name
+        (C(http://immich-server:2283)) or a bracketed IPv6 address (C(http://[fd00::5]:2283)).'
+      - 'Two or more form a load-balanced pool with passive health checks: a backend that
+        fails a request is skipped for a while.'
+      - C(https://) backends are always verified, against C(immich_proxy_backend_ca_file)
+        and the backends' host name, so every backend of an https pool must use the same
+        host name.
+    type: raw
+    default:
+      - http://127.0.0.1:2283
+  backend_ca_file:
+    description:
+      - 'The role variable C(immich_proxy_backend_ca_file): type C(path), default null.'
+      - CA bundle (PEM) on the host that signs the certificates of C(https://) backends,
+        for a private CA; null trusts the system's CAs.
+      - An unverified connection to Immich would let anyone between the proxy and Immich
+        read every photo and session token, so https backends are verified or refused.
+    type: raw
   max_body_size:
     description:
-      - Largest request body the proxy admits, as a number of bytes or with a C(k), C(M) or C(G) suffix.
-      - C(0) means unlimited. Immich's documentation uses C(50000M).
+      - 'The role variable C(immich_proxy_max_body_size): type C(raw), default C(50000M).'
+      - Largest request body the proxy admits, in bytes or with a C(k), C(M), C(G) or
+        C(T) suffix (1024-based, as nginx reads them); C(0) is unlimited.
+      - Immich's documentation uses C(50000M) because videos from phones are large; a
+        smaller limit fails their upload with 413. More than C(16T) is refused.
     type: raw
     default: 50000M
   timeout:
     description:
-      - Seconds the proxy waits on a client or on Immich. Immich recommends at least 600; less gives a warning.
-    type: int
+      - 'The role variable C(immich_proxy_timeout): type C(int), default C(600).'
+      - Seconds the proxy waits on a client or on Immich; nginx's and Apache's 60 s defaults
+        and Traefik's 60 s readTimeout cut video uploads.
+      - Immich recommends at least 600; less gives a warning. At most 604800 (a week).
+    type: raw
     default: 600
   tls:
     description:
-      - How the proxy gets its certificate. C(off) serves plain HTTP, C(provided) uses O(tls_cert) and O(tls_key),
-        C(selfsigned) makes a certificate on the host, C(acme) gets one from an ACME CA through http-01.
-    type: str
-    choices: ['off', provided, selfsigned, acme]
+      - 'The role variable C(immich_proxy_tls): type C(str), one of C(off), C(provided),
+        C(selfsigned), C(acme), default C(off).'
+      - How the proxy gets its certificate. C(off) serves plain HTTP (TLS ends in front
+        of this proxy, if anywhere); C(provided) uses C(immich_proxy_tls_cert) and C(immich_proxy_tls_key);
+        C(selfsigned) makes a certificate on the host; C(acme) gets one from an ACME CA
+        (Let's Encrypt by default) by http-01.
+      - With TLS on, plain HTTP redirects to HTTPS (except the ACME challenge), HSTS is
+        sent and the public URL must be C(https://).
+      - YAML reads an unquoted C(off) as false, which is taken as C(off) too.
+    type: raw
     default: 'off'
   tls_cert:
-    description: Path on the host of the certificate chain (PEM) when O(tls=provided).
-    type: path
+    description:
+      - 'The role variable C(immich_proxy_tls_cert): type C(path), default null.'
+      - Path on the host of the certificate chain (PEM), leaf first, for C(immich_proxy_tls=provided).
+      - 'Absolute, with letters, digits and C(._@+-) between the slashes: the path is
+        written into the proxy''s config, where spaces and quotes would need each language''s
+        own escaping.'
+    type: raw
   tls_key:
-    description: Path on the host of the private key (PEM) when O(tls=provided).
-    type: path
+    description:
+      - 'The role variable C(immich_proxy_tls_key): type C(path), default null.'
+      - Path on the host of the private key (PEM) for C(immich_proxy_tls=provided); only
+        its path is given, so it is not a secret.
+      - Absolute, with letters, digits and C(._@+-) between the slashes, as for C(immich_proxy_tls_cert).
+    type: raw
   acme_email:
-    description: Contact address given to the ACME CA; required when O(tls=acme).
-    type: str
+    description:
+      - 'The role variable C(immich_proxy_acme_email): type C(str), default null.'
+      - 'Contact address of the ACME account; required for C(immich_proxy_tls=acme): the
+        CA sends expiry warnings there.'
+      - It must not start with C(-), which an ACME client such as certbot would read as
+        an option.
+    type: raw
   acme_directory:
-    description: ACME directory URL.
-    type: str
+    description:
+      - 'The role variable C(immich_proxy_acme_directory): type C(str), default
+        C(https://acme-v02.api.letsencrypt.org/directory).'
+      - 'ACME directory URL: Let''s Encrypt''s production directory by default,
+        C(https://acme-staging-v02.api.letsencrypt.org/directory)
+        for tests, or a private CA''s.'
+      - C(https://) only, so the account's requests and the certificate order cannot be
+        changed on the way; a host, an optional port and a path, without user info, query
+        or fragment.
+    type: raw
     default: https://acme-v02.api.letsencrypt.org/directory
   acme_ca_file:
-    description: CA bundle to trust for a private ACME server (for example a step-ca or pebble in a lab).
-    type: path
+    description:
+      - 'The role variable C(immich_proxy_acme_ca_file): type C(path), default null.'
+      - CA bundle (PEM) that signs a private ACME server's HTTPS certificate (step-ca,
+        pebble); null trusts the system's CAs. The renewal timer is given it too, so renewals
+        verify the same way.
+    type: raw
   hsts:
-    description: Send C(Strict-Transport-Security) when TLS is on.
-    type: bool
+    description:
+      - 'The role variable C(immich_proxy_hsts): type C(bool), default C(true).'
+      - Send C(Strict-Transport-Security) when TLS is on, so browsers never try plain
+        HTTP again and a downgrade on a hostile network fails.
+    type: raw
     default: true
   hsts_max_age:
-    description: The HSTS C(max-age) in seconds.
-    type: int
+    description:
+      - 'The role variable C(immich_proxy_hsts_max_age): type C(int), default C(63072000).'
+      - 'HSTS C(max-age) in seconds: two years by default, as in Mozilla''s profile; at
+        most ten years.'
+    type: raw
     default: 63072000
   trusted_proxies:
     description:
-      - CIDRs of proxies in front of this one (a CDN, a load balancer). Only from those is a client's
-        C(X-Forwarded-For) and C(X-Forwarded-Proto) believed.
-    type: list
-    elements: str
+      - 'The role variable C(immich_proxy_trusted_proxies): type C(list) of C(str), default
+        C([]).'
+      - Addresses or CIDRs of the proxies in front of this one (a CDN, a load balancer).
+        Only from those are C(X-Forwarded-For) and C(X-Forwarded-Proto) believed; anyone
+        else's are replaced, so a client cannot pass a forged address or scheme on to
+        Immich.
+      - C(0.0.0.0/0) and C(::/0) (everyone) are refused unless C(immich_proxy_trusted_proxies_allow_any)
+        is true. IPv6 zone IDs are refused.
+    type: raw
     default: []
+  trusted_proxies_allow_any:
+    description:
+      - 'The role variable C(immich_proxy_trusted_proxies_allow_any): type C(bool), default
+        C(false).'
+      - Allow C(0.0.0.0/0) or C(::/0) in C(immich_proxy_trusted_proxies), believing anyone's
+        C(X-Forwarded-For).
+      - Right only when nothing but the trusted proxies can reach this one (a firewall,
+        a tunnel); otherwise any client can pose as any address.
+    type: raw
+    default: false
   http_port:
-    description: Port the proxy listens on for HTTP.
-    type: int
+    description:
+      - 'The role variable C(immich_proxy_http_port): type C(int), default C(80).'
+      - Port the proxy listens on for HTTP, 1-65535. With TLS on it serves the redirect
+        and the ACME http-01 challenge, which the CA always sends to port 80.
+    type: raw
     default: 80
   https_port:
-    description: Port the proxy listens on for HTTPS.
-    type: int
+    description:
+      - 'The role variable C(immich_proxy_https_port): type C(int), default C(443).'
+      - Port the proxy listens on for HTTPS, 1-65535; it must differ from C(immich_proxy_http_port).
+    type: raw
     default: 443
   cloudflare_plan:
     description:
-      - When the proxy sits behind Cloudflare, its plan; a body size above the plan's upload limit gives a warning.
-    type: str
-    choices: [free, pro, business, enterprise]
+      - 'The role variable C(immich_proxy_cloudflare_plan): type C(str), one of null,
+        C(free), C(pro), C(business), C(enterprise), default null.'
+      - The Cloudflare plan when this proxy sits behind Cloudflare, null when it does
+        not.
+      - Cloudflare cuts request bodies at 100 MB (free, pro), 200 MB (business) or 500
+        MB (enterprise); a larger C(immich_proxy_max_body_size) gives a warning, because
+        such uploads fail at Cloudflare with 413 whatever this proxy admits.
+    type: raw
+  check:
+    description:
+      - 'The role variable C(immich_proxy_check): type C(bool), default C(true).'
+      - 'Run the end-to-end check (M(homelab.immich_proxy.check)) at the end of the role:
+        it talks to the proxy as a client would, so a config that loads but does not serve
+        Immich fails the run.'
+    type: raw
+    default: true
+  check_ca_path:
+    description:
+      - 'The role variable C(immich_proxy_check_ca_path): type C(path), default null.'
+      - CA bundle (PEM) the end-to-end check verifies the proxy's certificate with, needed
+        for a certificate from a private CA (provided, or from a private ACME CA).
+      - Null uses the self-signed certificate itself for C(immich_proxy_tls=selfsigned)
+        and the system's CAs otherwise.
+    type: raw
+  role_variables:
+    description:
+      - The proxy role's own variables (C(<kind>_*)), name to value, as the role has them.
+      - Each is parsed by the type its adapter declares (booleans, whole numbers and sizes
+        with bounds, paths, patterned strings, single-line config lines) and comes back
+        converted in RV(settings.role); a missing one, or one the adapter does not declare,
+        is a problem.
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
 - name: Validate the Immich proxy settings
   homelab.immich_proxy.settings:
+    kind: nginx
     public_url: https://photos.example.org
     backends:
       - http://10.0.0.21:2283
       - http://10.0.0.22:2283
     tls: acme
     acme_email: admin@example.org
+    role_variables:
+      nginx_ipv6: true
+      nginx_remove_default_site: true
+      nginx_backend_fail_timeout: 10
+      nginx_client_body_buffer_size: 512k
+      nginx_extra_server_directives: []
   register: immich_settings
 
 - name: Show the upstream addresses the role will render
@@ -124,24 +250,85 @@ EXAMPLES = r"""
 
 RETURN = r"""
 settings:
-  description: The settings in the normalised form the roles render.
+  description:
+    - The settings in the normalised form the roles render. Every key is always present; a key that does not apply
+      is null.
+    - Every string is rebuilt from parsed parts and matches its field's allowlist.
   returned: success
   type: dict
   contains:
     public_url:
-      description: The public URL without a trailing slash.
+      description: The public URL without a trailing slash, its host in lower case or canonical IP form.
       type: str
       sample: https://photos.example.org
+    scheme:
+      description: The public URL's scheme.
+      type: str
+      sample: https
     server_name:
-      description: The host name of the public URL, lower case.
+      description: The public host name in lower case, or its IP address (IPv6 without brackets).
       type: str
       sample: photos.example.org
+    server_name_is_ip:
+      description: Whether the public host is an IP address (certificates then need an IP subject alternative name).
+      type: bool
+      sample: false
+    public_port:
+      description: The public port, the scheme's default when the URL has none.
+      type: int
+      sample: 443
+    public_authority:
+      description: The host (bracketed if IPv6) with C(:port) only when the port is not the scheme's default.
+      type: str
+      sample: photos.example.org
+    public_host_header:
+      description:
+        - What a client sends as C(Host), and so the only Host the proxy passes on to Immich.
+        - The host, bracketed if IPv6, with C(:port) only when the port is not the scheme's default.
+      type: str
+      sample: photos.example.org:8443
     backends:
-      description: The backends, each with scheme, host, port, address (C(host:port)) and url.
+      description: The backends in the order given.
       type: list
       elements: dict
+      contains:
+        scheme:
+          description: C(http) or C(https).
+          type: str
+        host:
+          description: The host name in lower case, or the IP address (IPv6 without brackets).
+          type: str
+        port:
+          description: The port, the scheme's default when the URL has none.
+          type: int
+        address:
+          description: C(host:port), the host bracketed if IPv6.
+          type: str
+        url:
+          description: The URL, rebuilt.
+          type: str
       sample: [{"scheme": "http", "host": "127.0.0.1", "port": 2283, "address": "127.0.0.1:2283",
                 "url": "http://127.0.0.1:2283"}]
+    backend_scheme:
+      description: The scheme every backend uses.
+      type: str
+      sample: http
+    load_balanced:
+      description: Whether there are two or more backends.
+      type: bool
+      sample: false
+    backend_tls_verify:
+      description: Whether the proxy must verify the backends' certificate (true exactly when they are https).
+      type: bool
+      sample: false
+    backend_tls_name:
+      description: The name the backends' certificate must carry (their common host), or null for http backends.
+      type: str
+      sample: immich.internal
+    backend_ca_file:
+      description: The CA bundle to verify https backends with, or null for the system's CAs.
+      type: str
+      sample: /etc/ssl/private-ca.pem
     max_body_size_bytes:
       description: The body size limit in bytes; 0 is unlimited.
       type: int
@@ -150,24 +337,30 @@ settings:
       description: The timeout in seconds.
       type: int
       sample: 600
+    http_port:
+      description: The HTTP port.
+      type: int
+      sample: 80
+    https_port:
+      description: The HTTPS port.
+      type: int
+      sample: 443
     tls:
-      description: The TLS mode.
+      description: The TLS mode, C(off), C(provided), C(selfsigned) or C(acme).
       type: str
       sample: acme
-    trusted_proxies:
-      description: The trusted proxy networks in CIDR form.
-      type: list
-      elements: str
-      sample: ["10.0.0.0/8"]
-    tls_protocols:
-      description: TLS protocol versions of Mozilla's intermediate profile.
-      type: list
-      elements: str
-      sample: ["TLSv1.2", "TLSv1.3"]
-    tls_ciphers:
-      description: TLS 1.2 cipher suites of Mozilla's intermediate profile (OpenSSL names).
-      type: list
-      elements: str
+    tls_enabled:
+      description: Whether this proxy serves TLS.
+      type: bool
+      sample: true
+    tls_cert:
+      description: The certificate path given, or null.
+      type: str
+      sample: /etc/ssl/immich/fullchain.pem
+    tls_key:
+      description: The private key path given, or null.
+      type: str
+      sample: /etc/ssl/immich/privkey.pem
     tls_cert_path:
       description:
         - The certificate chain the proxy serves, or null without TLS. For C(selfsigned) and C(acme) every role keeps
@@ -181,60 +374,161 @@ settings:
     tls_dir:
       description: The directory of the role-managed certificate for C(selfsigned) and C(acme), else null.
       type: str
+      sample: /etc/immich-proxy/tls/photos.example.org
+    acme_email:
+      description: The ACME account's contact address for C(acme), else null. Pass it as C(--email=VALUE).
+      type: str
+      sample: admin@example.org
+    acme_directory:
+      description: The ACME directory URL (https, rebuilt) for C(acme), else null.
+      type: str
+      sample: https://acme-v02.api.letsencrypt.org/directory
+    acme_ca_file:
+      description: The CA bundle that signs a private ACME server's certificate, or null.
+      type: str
+      sample: /etc/ssl/pebble-ca.pem
     acme_webroot:
       description: The directory certbot writes http-01 challenges to and the proxy serves them from.
       type: str
       sample: /var/lib/immich-proxy/acme
+    acme_challenge_path:
+      description: The URL path of http-01 challenges, served on HTTP even when everything else redirects.
+      type: str
+      sample: /.well-known/acme-challenge/
     well_known_path:
       description: The discovery path the apps request first, which must reach Immich.
       type: str
       sample: /.well-known/immich
+    websocket_path:
+      description: The path of Immich's websocket, which needs the upgrade passed on.
+      type: str
+      sample: /api/socket.io
+    hsts:
+      description: Whether to send Strict-Transport-Security (never without TLS).
+      type: bool
+      sample: true
+    hsts_max_age:
+      description: The HSTS C(max-age) in seconds.
+      type: int
+      sample: 63072000
+    trusted_proxies:
+      description: The trusted proxy networks in CIDR form, duplicates dropped.
+      type: list
+      elements: str
+      sample: ["10.0.0.0/8", "192.168.1.7/32"]
+    trusted_proxies_allow_any:
+      description: Whether C(0.0.0.0/0) or C(::/0) was explicitly allowed among the trusted proxies.
+      type: bool
+      sample: false
+    tls_protocols:
+      description: TLS protocol versions of Mozilla's intermediate profile.
+      type: list
+      elements: str
+      sample: ["TLSv1.2", "TLSv1.3"]
+    tls_ciphers:
+      description: TLS 1.2 cipher suites of Mozilla's intermediate profile (OpenSSL names).
+      type: list
+      elements: str
+      sample: ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256"]
+    tls_curves:
+      description: Key exchange groups of Mozilla's intermediate profile (OpenSSL names).
+      type: list
+      elements: str
+      sample: ["X25519", "prime256v1", "secp384r1"]
+    cloudflare_plan:
+      description: The Cloudflare plan in front of the proxy, or null.
+      type: str
+      sample: free
+    check:
+      description: Whether the role runs the end-to-end check at its end.
+      type: bool
+      sample: true
+    check_ca_path:
+      description: The CA bundle the end-to-end check verifies with, or null.
+      type: str
+      sample: /etc/ssl/private-ca.pem
+    role:
+      description:
+        - The proxy role's own variables, converted by the types its adapter declares (booleans, whole numbers,
+          sizes in bytes, paths, strings, lists of config lines).
+      type: dict
+      sample: {"nginx_ipv6": true, "nginx_backend_fail_timeout": 10, "nginx_client_body_buffer_size": 524288}
+    proxy:
+      description: What the proxy's adapter says of it, for the shared tasks of the roles.
+      type: dict
+      contains:
+        kind:
+          description: The proxy kind, as in O(kind).
+          type: str
+          sample: nginx
+        service:
+          description: The systemd service that runs the proxy.
+          type: str
+          sample: nginx
+        strategy:
+          description:
+            - How the proxy takes a new config, C(reload) (graceful), C(watch) (applies files as they are written)
+              or C(restart).
+          type: str
+          sample: reload
+        acme:
+          description:
+            - How O(tls=acme) gets its certificate, C(certbot) (the contract role's tasks), C(builtin) (the proxy's
+              own ACME client) or C(none).
+          type: str
+          sample: certbot
+        deploy_hook:
+          description: The shell line certbot's deploy hook runs after a renewal, or null.
+          type: str
+          sample: nginx -t -q && systemctl reload nginx
 """
+
+import copy
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import PROXIES
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import (
-    DEFAULTS,
-    TLS_MODES,
+    CONTRACT,
     SettingsError,
     normalise,
 )
 
-CONTRACT_OPTIONS = (
-    "public_url", "backends", "max_body_size", "timeout", "tls", "tls_cert", "tls_key", "acme_email",
-    "acme_directory", "acme_ca_file", "hsts", "hsts_max_age", "trusted_proxies", "http_port", "https_port",
-)
+
+def _contract_option(entry):
+    """A contract variable as a module option: raw, so a type error is the parsers' to report with the rest.
+
+    Nothing is required here either: AnsibleModule would report a missing
+    public_url alone and stop, before any other problem is seen.
+    """
+    option = {"type": "raw"}
+    if "default" in entry:
+        option["default"] = copy.deepcopy(entry["default"])
+    if "no_log" in entry:
+        option["no_log"] = entry["no_log"]
+    return option
+
+
+def argument_spec():
+    """The module's options: every CONTRACT variable, the proxy kind and the role's own variables."""
+    spec = {name: _contract_option(entry) for name, entry in CONTRACT.items()}
+    spec["kind"] = dict(type="str", required=True, choices=sorted(PROXIES))
+    spec["role_variables"] = dict(type="dict", default={})
+    return spec
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            public_url=dict(type="str", required=True),
-            backends=dict(type="list", elements="str", default=DEFAULTS["backends"]),
-            max_body_size=dict(type="raw", default=DEFAULTS["max_body_size"]),
-            timeout=dict(type="int", default=DEFAULTS["timeout"]),
-            tls=dict(type="str", choices=list(TLS_MODES), default=DEFAULTS["tls"]),
-            tls_cert=dict(type="path"),
-            tls_key=dict(type="path"),
-            acme_email=dict(type="str"),
-            acme_directory=dict(type="str", default=DEFAULTS["acme_directory"]),
-            acme_ca_file=dict(type="path"),
-            hsts=dict(type="bool", default=DEFAULTS["hsts"]),
-            hsts_max_age=dict(type="int", default=DEFAULTS["hsts_max_age"]),
-            trusted_proxies=dict(type="list", elements="str", default=DEFAULTS["trusted_proxies"]),
-            http_port=dict(type="int", default=DEFAULTS["http_port"]),
-            https_port=dict(type="int", default=DEFAULTS["https_port"]),
-            cloudflare_plan=dict(type="str", choices=["free", "pro", "business", "enterprise"]),
-        ),
-        supports_check_mode=True,
-    )
-    raw = {name: module.params[name] for name in CONTRACT_OPTIONS}
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    adapter = PROXIES[module.params["kind"]]
+    raw = {name: module.params[name] for name in CONTRACT}
     try:
-        settings, warnings = normalise(raw, cloudflare_plan=module.params["cloudflare_plan"])
+        settings, warnings = normalise(raw, role_spec=getattr(adapter, "variables", {}),
+                                       role_values=module.params["role_variables"])
     except SettingsError as exc:
         module.fail_json(msg="Invalid Immich proxy settings: " + "; ".join(exc.problems), problems=exc.problems)
     for warning in warnings:
         module.warn(warning)
+    settings["proxy"] = adapter.describe()
     module.exit_json(changed=False, settings=settings)
 
 

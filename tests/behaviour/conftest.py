@@ -3,7 +3,12 @@
 
 Run by molecule/_shared/verify.yml once per instance, e.g.
   pytest tests/behaviour --container immich-proxy-nginx-bookworm --kind nginx \
-      --public-url https://photos.immich.test --inventory "$MOLECULE_EPHEMERAL_DIRECTORY/inventory"
+      --public-url https://photos.immich.test --backend-ports 2283,2284 --trusted-source 127.0.0.5 \
+      --inventory "$MOLECULE_EPHEMERAL_DIRECTORY/inventory"
+
+What a client sees is tested with real HTTP, TLS and websocket clients from the
+Docker host; what happens on the proxy's host (files, processes, services) is
+read through testinfra's docker backend.
 """
 from __future__ import annotations
 
@@ -12,8 +17,9 @@ import os
 import shlex
 
 import pytest
+import testinfra
 
-from harness import KINDS, ROOT, Host, Proxy, run
+from harness import KINDS, ROOT, Proxy, container_address, container_gateway, run
 
 
 def pytest_addoption(parser):
@@ -24,6 +30,10 @@ def pytest_addoption(parser):
     group.addoption("--http-port", type=int, default=80)
     group.addoption("--https-port", type=int, default=443)
     group.addoption("--ca-path", default=None, help="CA file inside the container that signs the proxy's certificate")
+    group.addoption("--backend-ports", default="2283,2284",
+                    help="ports of the Immich test doubles in the container, as in immich_proxy_backends")
+    group.addoption("--trusted-source", default=None,
+                    help="an address in immich_proxy_trusted_proxies the suite can send from inside the container")
     group.addoption("--inventory", default=None, help="molecule's inventory, for tests that re-run the role")
 
 
@@ -38,6 +48,18 @@ def pytest_collection_modifyitems(items):
 def pytest_configure(config):
     config.addinivalue_line("markers", "disruptive: stops services or re-runs the role; runs after the others")
     config.addinivalue_line("markers", "last: changes the scenario's TLS mode; runs at the very end")
+    config.addinivalue_line("markers", "needs(**traits): runs only where the kind has these traits (harness.KINDS)")
+
+
+def pytest_runtest_setup(item):
+    kind = item.config.getoption("kind")
+    for marker in item.iter_markers("needs"):
+        for trait, needed in marker.kwargs.items():
+            wanted = needed if isinstance(needed, (list, tuple)) else [needed]
+            have = KINDS[kind][trait]
+            if have not in wanted:
+                pytest.skip("does not apply to %s: its trait %s is %r, the test needs %s"
+                            % (kind, trait, have, " or ".join(repr(w) for w in wanted)))
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +74,21 @@ def traits(kind):
 
 @pytest.fixture(scope="session")
 def host(pytestconfig):
-    return Host(pytestconfig.getoption("container"))
+    """The proxy's container as a testinfra host."""
+    return testinfra.get_host("docker://" + pytestconfig.getoption("container"))
+
+
+@pytest.fixture(scope="session")
+def backend_ports(pytestconfig):
+    return [int(port) for port in pytestconfig.getoption("backend_ports").split(",") if port]
+
+
+@pytest.fixture(scope="session")
+def trusted_source(pytestconfig):
+    source = pytestconfig.getoption("trusted_source")
+    if not source:
+        pytest.skip("the scenario trusts no proxy in front (immich_proxy_trusted_proxies is empty)")
+    return source
 
 
 @pytest.fixture(scope="session")
@@ -62,15 +98,15 @@ def proxy(pytestconfig, host, tmp_path_factory):
     if ca_path:
         ca_file = str(tmp_path_factory.mktemp("ca") / "ca.pem")
         with open(ca_file, "w") as handle:
-            handle.write(host.read(ca_path))
-    return Proxy(pytestconfig.getoption("public_url"), host.address(), ca_file,
-                 pytestconfig.getoption("http_port"), pytestconfig.getoption("https_port"))
+            handle.write(host.file(ca_path).content_string)
+    return Proxy(pytestconfig.getoption("public_url"), container_address(pytestconfig.getoption("container")),
+                 ca_file, pytestconfig.getoption("http_port"), pytestconfig.getoption("https_port"))
 
 
 @pytest.fixture(scope="session")
-def client_address(host):
+def client_address(pytestconfig):
     """The address the proxy sees for this suite: the Docker bridge's gateway."""
-    return host.gateway()
+    return container_gateway(pytestconfig.getoption("container"))
 
 
 class Converger:
@@ -84,7 +120,7 @@ class Converger:
         if not self.inventory:
             pytest.fail("--inventory is needed to re-run the role")
         argv = ["ansible-playbook", "-i", self.inventory, "-l", self.container,
-                os.path.join(ROOT, "playbooks", "site.yml"), "-e", "immich_proxy_hosts=all"]
+                os.path.join(ROOT, "playbooks", "site.yml")]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
         # Plain, unwrapped output whatever molecule set for its own runs;
@@ -99,5 +135,5 @@ class Converger:
 
 
 @pytest.fixture(scope="session")
-def converge(pytestconfig, host):
-    return Converger(pytestconfig.getoption("inventory"), host.name)
+def converge(pytestconfig):
+    return Converger(pytestconfig.getoption("inventory"), pytestconfig.getoption("container"))

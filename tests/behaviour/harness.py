@@ -16,15 +16,24 @@ import shlex
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# What differs between proxies; everything else in the suite is proxy-neutral.
+# What differs between proxies, one entry per kind (a unit test keeps the kinds
+# equal to the adapter registry). Everything else in the suite is proxy-neutral;
+# a test that needs a trait says so with @pytest.mark.needs(trait=value) and is
+# skipped, with the trait named, where the kind does not have it.
 KINDS = {
     "nginx": {
+        # how immich_proxy_tls=acme gets its certificate: certbot, builtin (the proxy's own client) or none
+        "acme": "certbot",
+        # answers HTTP on the host itself (a tunnel does not)
+        "listens": True,
+        "service": "nginx",
         "processes": ["nginx"],
         "config_dirs": ["/etc/nginx", "/etc/immich-proxy"],
         # a directive the proxy's own checker rejects, given through the role's escape hatch
@@ -32,6 +41,9 @@ KINDS = {
         "broken_config_message": "nginx rejected the configuration",
         # a role-specific variable that reaches the config file, with a directive smuggled in
         "injection_vars": {"nginx_client_body_buffer_size": "512k;\n    return 200 pwned"},
+        # an administrator's hand edit of the role's file, loaded by hand, that shows as a response header
+        "hand_edit": ("sed -i 's/server_tokens off;/server_tokens off; add_header X-Hand-Edited yes always;/' "
+                      "/etc/nginx/conf.d/immich-proxy.conf && nginx -t -q && systemctl reload nginx"),
     },
 }
 
@@ -44,55 +56,75 @@ def run(argv, check=True, timeout=600, **kwargs):
     return result
 
 
-@dataclass
-class Host:
-    """The proxy's container, reached with docker exec."""
+# The proxy's container is a testinfra host (docker backend); these helpers are
+# what the suite asks of it beyond testinfra's own modules.
+def sh(host, script, check=True):
+    """Run a shell script in the container; a failure is an error that shows the output."""
+    result = host.run(script)
+    if check and result.rc != 0:
+        raise AssertionError("in %s, %r failed with %d:\n%s\n%s"
+                             % (host.backend.name, script, result.rc, result.stdout[-3000:], result.stderr[-3000:]))
+    return result
 
-    name: str
 
-    def sh(self, script, check=True, timeout=600):
-        return run(["docker", "exec", self.name, "sh", "-c", script], check=check, timeout=timeout)
+def container_address(name):
+    return run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                name]).stdout.strip()
 
-    def address(self):
-        return run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                    self.name]).stdout.strip()
 
-    def gateway(self):
-        return run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}",
-                    self.name]).stdout.strip()
+def container_gateway(name):
+    return run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}",
+                name]).stdout.strip()
 
-    def read(self, path):
-        return self.sh("cat %s" % shlex.quote(path)).stdout
 
-    def tree_digest(self, dirs):
-        """path -> (sha256, mode, owner) of every file under dirs, links as their target."""
-        script = ("find %s \\( -type f -o -type l \\) -printf '%%p %%m %%u %%l\\n' | sort; "
-                  "find %s -type f -exec sha256sum {} + | sort" % (" ".join(dirs), " ".join(dirs)))
-        return self.sh(script).stdout
+def tree_digest(host, dirs):
+    """Every file under dirs with its mode, owner, link target and SHA-256, as one text."""
+    script = ("find %s \\( -type f -o -type l \\) -printf '%%p %%m %%u %%l\\n' | sort; "
+              "find %s -type f -exec sha256sum {} + | sort" % (" ".join(dirs), " ".join(dirs)))
+    return sh(host, script).stdout
 
-    def pids(self, names):
-        out = self.sh("; ".join("pgrep -x %s || true" % shlex.quote(n) for n in names)).stdout
-        return sorted(int(p) for p in out.split())
 
-    def written_bytes(self, names):
-        """pid -> bytes the process caused to be written to storage (/proc/PID/io write_bytes).
+def pids(host, names):
+    return sorted(process.pid for name in names for process in host.process.filter(comm=name))
 
-        Reading another user's /proc/PID/io needs CAP_SYS_PTRACE in the container;
-        a process that cannot be measured is an error, not a zero.
-        """
-        found = {}
-        for pid in self.pids(names):
-            result = self.sh("cat /proc/%d/io" % pid, check=False)
-            if result.returncode != 0:
-                if "No such file" in result.stderr:
-                    continue
-                raise AssertionError("cannot read /proc/%d/io: %s" % (pid, result.stderr.strip()))
-            fields = dict(line.split(": ") for line in result.stdout.splitlines() if ": " in line)
-            found[pid] = int(fields["write_bytes"])
-        return found
 
-    def systemctl(self, *args):
-        return self.sh("systemctl %s" % " ".join(shlex.quote(a) for a in args))
+def written_bytes(host, names):
+    """pid -> bytes the process caused to be written to storage (/proc/PID/io write_bytes).
+
+    Reading another user's /proc/PID/io needs CAP_SYS_PTRACE in the container;
+    a process that cannot be measured is an error, not a zero.
+    """
+    found = {}
+    for pid in pids(host, names):
+        result = host.run("cat /proc/%d/io" % pid)
+        if result.rc != 0:
+            if "No such file" in result.stderr:
+                continue
+            raise AssertionError("cannot read /proc/%d/io: %s" % (pid, result.stderr.strip()))
+        fields = dict(line.split(": ") for line in result.stdout.splitlines() if ": " in line)
+        found[pid] = int(fields["write_bytes"])
+    return found
+
+
+def backend_json(host, port, path):
+    """What the Immich test double on ``port`` says about itself, asked from inside the container."""
+    return json.loads(sh(host, "curl -s http://127.0.0.1:%d%s" % (port, path)).stdout)
+
+
+def mozilla_intermediate_report(proxy):
+    """(compliant, report): sslyze's check of the proxy's TLS against Mozilla's intermediate profile.
+
+    sslyze connects to the container's address with the public name as SNI and
+    verifies the chain with the proxy's CA file (self-signed, lab or ACME root).
+    """
+    target = "%s:%d{%s}" % (proxy.host, proxy.https_port, proxy.ip)
+    argv = [sys.executable, "-m", "sslyze", "--mozilla_config=intermediate", target]
+    if proxy.ca_file:
+        argv.insert(3, "--certinfo_ca_file=%s" % proxy.ca_file)
+    result = run(argv, check=False, timeout=300)
+    report = (result.stdout + result.stderr)[-6000:]
+    # sslyze ends its report with "host:port: OK - Compliant." or "FAILED - Not compliant."
+    return result.returncode == 0 and ": OK - Compliant." in result.stdout, report
 
 
 @dataclass

@@ -7,7 +7,9 @@ import shlex
 
 import pytest
 
-TRUSTED_SOURCE = "127.0.0.5"  # immich_proxy_trusted_proxies in the scenarios
+from harness import sh
+
+pytestmark = pytest.mark.needs(listens=True)
 
 
 def received(payload, name):
@@ -45,26 +47,27 @@ def test_ordinary_requests_are_not_marked_as_upgrades(proxy):
         % received(seen, "Connection"))
 
 
-def _from_trusted_proxy(host, proxy, headers):
+def _from_trusted_proxy(host, proxy, source, headers):
     """A request sent from the trusted proxy's address, inside the container."""
-    args = ["curl", "-sS", "--fail", "--interface", TRUSTED_SOURCE, "-k",
-            "--resolve", "%s:%d:%s" % (proxy.host, proxy.port, TRUSTED_SOURCE)]
+    args = ["curl", "-sS", "--fail", "--interface", source, "-k",
+            "--resolve", "%s:%d:%s" % (proxy.host, proxy.port, source)]
     for key, value in headers.items():
         args += ["-H", "%s: %s" % (key, value)]
     args.append("%s://%s:%d/_double/echo" % (proxy.scheme, proxy.host, proxy.port))
-    return json.loads(host.sh(shlex.join(args)).stdout)
+    return json.loads(sh(host, shlex.join(args)).stdout)
 
 
 @pytest.mark.parametrize("chain, client", [
     ("203.0.113.7", "203.0.113.7"),
     ("6.6.6.6, 203.0.113.7", "203.0.113.7"),
-    ("203.0.113.7, 127.0.0.5", "203.0.113.7"),
+    ("203.0.113.7, {trusted}", "203.0.113.7"),
 ])
-def test_a_trusted_proxys_chain_is_believed_up_to_the_real_client(host, proxy, chain, client):
-    seen = _from_trusted_proxy(host, proxy, {"X-Forwarded-For": chain, "X-Forwarded-Proto": "https"})
+def test_a_trusted_proxys_chain_is_believed_up_to_the_real_client(host, proxy, trusted_source, chain, client):
+    chain = chain.format(trusted=trusted_source)
+    seen = _from_trusted_proxy(host, proxy, trusted_source, {"X-Forwarded-For": chain, "X-Forwarded-Proto": "https"})
     assert received(seen, "X-Real-IP") == client
     forwarded_for = received(seen, "X-Forwarded-For")
     assert forwarded_for.split(",")[-1].strip() == client, (
         "X-Forwarded-For %r does not end in the real client %s" % (forwarded_for, client))
-    assert forwarded_for == chain.split(", 127.0.0.5")[0]
+    assert forwarded_for == chain.split(", " + trusted_source)[0]
     assert received(seen, "X-Forwarded-Proto") == "https"

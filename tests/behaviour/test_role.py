@@ -2,11 +2,18 @@
 """A run that cannot succeed leaves the running proxy and its files as they were."""
 from __future__ import annotations
 
+import json
+import os
+import re
+import time
+
 import pytest
+
+from harness import ROOT, pids, run, sh, tree_digest
 
 
 def _snapshot(host, traits):
-    return host.tree_digest(traits["config_dirs"]), host.pids(traits["processes"])
+    return tree_digest(host, traits["config_dirs"]), pids(host, traits["processes"])
 
 
 def _assert_untouched(proxy, host, traits, before):
@@ -53,5 +60,43 @@ def test_a_config_the_proxy_rejects_is_rolled_back_and_the_old_one_keeps_serving
     assert traits["broken_config_message"] in result.output, result.output[-2500:]
     assert "every file was restored" in result.output
     _assert_untouched(proxy, host, traits, before)
-    leftovers = host.sh("find %s -name '*.immich-proxy-*'" % " ".join(traits["config_dirs"])).stdout
+    leftovers = sh(host, "find %s -name '*.immich-proxy-*'" % " ".join(traits["config_dirs"])).stdout
     assert not leftovers.strip(), "staging files were left behind: %s" % leftovers
+
+
+@pytest.mark.disruptive
+def test_site_yml_serves_a_host_with_a_kind_outside_the_group_and_fails_one_in_it_without(host, converge, tmp_path):
+    """No host is skipped silently: a kind is enough to be served, the group without a kind is an error."""
+    host_vars = json.loads(run(["ansible-inventory", "-i", converge.inventory, "--host", converge.container]).stdout)
+    inventory = {"all": {
+        "hosts": {converge.container: host_vars},
+        "children": {"immich_proxies": {"hosts": {"immich-proxy-without-kind": {"ansible_connection": "local"}}}},
+    }}
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(inventory))
+    result = run(["ansible-playbook", "-i", str(path), os.path.join(ROOT, "playbooks", "site.yml")], check=False,
+                 timeout=900, env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, "a host in immich_proxies without immich_proxy_kind must fail the run"
+    assert "immich_proxy_kind '(unset)' on immich-proxy-without-kind" in output, output[-3000:]
+    recap = output.split("PLAY RECAP")[-1]
+    served = re.search(r"^%s\s*:\s*ok=(\d+)\s+changed=(\d+).*failed=(\d+)" % re.escape(converge.container), recap,
+                       re.MULTILINE)
+    assert served and int(served.group(1)) > 10 and served.group(3) == "0", (
+        "the host with a kind outside immich_proxies was not served:\n%s" % output[-3000:])
+    assert "Serve Immich through" in output, output[-3000:]
+
+
+@pytest.mark.disruptive
+def test_a_hand_edit_loaded_by_hand_is_replaced_by_the_next_run(proxy, host, traits, converge):
+    """The run rewrites the file back to what the proxy loaded last time it ran: it must still reload."""
+    sh(host, traits["hand_edit"])
+    for _attempt in range(50):
+        if "x-hand-edited" in proxy.request("GET", "/api/server/ping")[1]:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the hand edit never served; the test cannot show anything")
+    result = converge()
+    assert "x-hand-edited" not in proxy.request("GET", "/api/server/ping")[1], (
+        "the role rewrote its file but the proxy still serves the hand-edited config:\n%s" % result.output[-2000:])

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
+import uuid
 
 import pytest
+
+from harness import backend_json, mozilla_intermediate_report
+
+pytestmark = pytest.mark.needs(listens=True)
 
 
 def test_well_known_immich_returns_immichs_discovery_json(proxy):
@@ -64,3 +70,63 @@ def test_certificate_is_valid_for_the_public_host_and_tls_is_modern(proxy):
         assert tls.version() in ("TLSv1.2", "TLSv1.3"), tls.version()
         names = [v for k, v in tls.getpeercert().get("subjectAltName", ()) if k in ("DNS", "IP Address")]
         assert proxy.host in names, "certificate names %r, not %s" % (names, proxy.host)
+
+
+def test_tls_passes_sslyzes_mozilla_intermediate_check(proxy):
+    if proxy.scheme != "https":
+        pytest.skip("the scenario serves plain HTTP")
+    compliant, report = mozilla_intermediate_report(proxy)
+    assert compliant, "sslyze --mozilla_config=intermediate failed:\n%s" % report
+
+
+def _raw_request(proxy, scheme, host_header, path):
+    """One HTTP/1.1 request with a chosen Host; (status or None if the proxy closed, raw head)."""
+    port = proxy.https_port if scheme == "https" else proxy.http_port
+    sock = socket.create_connection((proxy.ip, port), timeout=15)
+    try:
+        if scheme == "https":
+            # the real name as SNI, another one as Host: what a Host-header injection sends
+            sock = proxy.context().wrap_socket(sock, server_hostname=proxy.host)
+        sock.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host_header)).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            head += chunk
+    except (ConnectionResetError, ssl.SSLError):
+        return None, b""
+    finally:
+        sock.close()
+    if not head:
+        return None, head
+    return int(head.split(b" ", 2)[1]), head
+
+
+@pytest.mark.parametrize("host_header", ["evil.example", "{host}.evil.example", "{host}:9999", "127.0.0.1"])
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_request_for_another_host_never_reaches_immich(proxy, host, backend_ports, scheme, host_header):
+    if scheme == "https" and proxy.scheme != "https":
+        pytest.skip("the scenario serves plain HTTP")
+    host_header = host_header.format(host=proxy.host)
+    marker = "/_double/echo?host-probe=%s" % uuid.uuid4().hex
+    status, head = _raw_request(proxy, scheme, host_header, marker)
+    reached = [record for port in backend_ports for record in backend_json(host, port, "/_double/requests")
+               if record["path"] == marker]
+    assert not reached, "Host %r reached Immich over %s: %r" % (host_header, scheme, reached)
+    assert status in (None, 301, 308, 400, 403, 404, 421), (
+        "Host %r over %s: expected a refusal, got %r" % (host_header, scheme, head[:200]))
+    if status in (301, 308):
+        location = re.search(rb"(?im)^location:\s*(\S+)", head).group(1).decode()
+        assert location.startswith(proxy.public_url + "/"), "redirected to %r, not the public URL" % location
+
+
+def test_the_public_host_still_reaches_immich_with_a_marker(proxy, host, backend_ports):
+    """The refusal test above can fail: the same marker request with the right Host is recorded."""
+    marker = "/_double/echo?host-probe=%s" % uuid.uuid4().hex
+    status, _head = _raw_request(proxy, proxy.scheme, proxy.host if proxy.port in (80, 443)
+                                 else "%s:%d" % (proxy.host, proxy.port), marker)
+    assert status == 200
+    reached = [record for port in backend_ports for record in backend_json(host, port, "/_double/requests")
+               if record["path"] == marker]
+    assert len(reached) == 1, "the marker request should reach Immich once, got %r" % reached

@@ -19,6 +19,8 @@ SLOW_UPLOAD_BYTES = 6 * 1024 * 1024
 SLOW_UPLOAD_RATE = 80 * 1024  # bytes/s: about 77 s, past the 60 s proxy defaults
 BACKEND_DELAY = 90
 
+pytestmark = pytest.mark.needs(listens=True)
+
 
 class Background(threading.Thread):
     def __init__(self, work):

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from harness import Proxy
+from harness import Proxy, mozilla_intermediate_report, sh
 
 PEBBLE_CONFIG = {
     "pebble": {
@@ -28,10 +28,12 @@ PEBBLE_CONFIG = {
         "tlsPort": 5001,
         "ocspResponderURL": "",
         "externalAccountBindingRequired": False,
+        # 90 days, as Let's Encrypt: pebble's default of five years fails Mozilla's 366-day limit
+        "certificateValidityPeriod": 90 * 86400,
     }
 }
 
-pytestmark = [pytest.mark.disruptive, pytest.mark.last]
+pytestmark = [pytest.mark.disruptive, pytest.mark.last, pytest.mark.needs(listens=True)]
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +51,18 @@ def served_certificate(proxy, ca_file):
 
 def copy_out(host, path, tmp_path, name):
     local = tmp_path / name
-    local.write_text(host.read(path))
+    local.write_text(host.file(path).content_string)
     return str(local)
 
 
 def test_provided_certificate_files_are_served(host, proxy, converge, restore_scenario, tmp_path):
-    host.sh("mkdir -p /etc/ssl/lab && cd /etc/ssl/lab && "
-            "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj '/CN=Lab CA' -keyout ca.key -out ca.pem "
-            "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null && "
-            "openssl req -newkey rsa:2048 -nodes -subj '/CN=%s' -keyout site.key -out site.csr 2>/dev/null && "
-            "printf 'subjectAltName=DNS:%s\\n' > ext && "
-            "openssl x509 -req -in site.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile ext "
-            "-out site.pem 2>/dev/null && chmod 600 site.key" % (proxy.host, proxy.host))
+    sh(host, "mkdir -p /etc/ssl/lab && cd /etc/ssl/lab && "
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj '/CN=Lab CA' -keyout ca.key -out ca.pem "
+             "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null && "
+             "openssl req -newkey rsa:2048 -nodes -subj '/CN=%s' -keyout site.key -out site.csr 2>/dev/null && "
+             "printf 'subjectAltName=DNS:%s\\n' > ext && "
+             "openssl x509 -req -in site.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile ext "
+             "-out site.pem 2>/dev/null && chmod 600 site.key" % (proxy.host, proxy.host))
     converge({"immich_proxy_tls": "provided", "immich_proxy_tls_cert": "/etc/ssl/lab/site.pem",
               "immich_proxy_tls_key": "/etc/ssl/lab/site.key", "immich_proxy_check_ca_path": "/etc/ssl/lab/ca.pem"})
     ca_file = copy_out(host, "/etc/ssl/lab/ca.pem", tmp_path, "lab-ca.pem")
@@ -68,55 +70,73 @@ def test_provided_certificate_files_are_served(host, proxy, converge, restore_sc
     assert issuer["commonName"] == "Lab CA", "the provided certificate is not served: issuer %r" % issuer
     lab = Proxy(proxy.public_url, proxy.ip, ca_file, proxy.http_port, proxy.https_port)
     assert lab.json("GET", "/.well-known/immich")[0] == 200
+    compliant, report = mozilla_intermediate_report(lab)
+    assert compliant, "with provided files, TLS is not Mozilla intermediate:\n%s" % report
 
 
-def test_acme_gets_a_certificate_through_http01_and_renewal_reaches_clients(host, proxy, converge,
-                                                                            restore_scenario, tmp_path):
-    host.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q pebble >/dev/null")
+@pytest.fixture(scope="module")
+def pebble(host, proxy):
+    """Debian's pebble, a real ACME server for tests, inside the proxy's container; stopped afterwards."""
+    sh(host, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q pebble >/dev/null")
     # pebble starts empty with a new root each time: forget an earlier run's account and certificate
-    host.sh("cd /etc/letsencrypt 2>/dev/null || exit 0; rm -rf live/%s archive/%s renewal/%s.conf "
-            "accounts/127.0.0.1:14000" % (proxy.host, proxy.host, proxy.host))
-    host.sh("mkdir -p /etc/pebble && cd /etc/pebble && "
-            "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=pebble -keyout api.key -out api.pem "
-            "-addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null")
-    host.sh("cat > /etc/pebble/config.json <<'EOF'\n%s\nEOF" % json.dumps(PEBBLE_CONFIG))
-    host.sh("grep -q ' %s$' /etc/hosts || echo '127.0.0.1 %s' >> /etc/hosts" % (proxy.host, proxy.host))
-    host.sh("systemctl is-active -q pebble-test || systemd-run --unit pebble-test "
-            "--setenv=PEBBLE_VA_NOSLEEP=1 --setenv=PEBBLE_WFE_NONCEREJECT=0 --setenv=PEBBLE_AUTHZREUSE=0 "
-            "/usr/bin/pebble -config /etc/pebble/config.json")
-    host.sh("for i in $(seq 50); do curl -s --cacert /etc/pebble/api.pem https://127.0.0.1:14000/dir >/dev/null "
-            "&& exit 0; sleep 0.2; done; exit 1")
-    host.sh("curl -s --cacert /etc/pebble/api.pem https://127.0.0.1:15000/roots/0 > /etc/pebble/root.pem")
-    acme_vars = {"immich_proxy_tls": "acme", "immich_proxy_acme_email": "admin@example.org",
-                 "immich_proxy_acme_directory": "https://127.0.0.1:14000/dir",
-                 "immich_proxy_acme_ca_file": "/etc/pebble/api.pem",
-                 "immich_proxy_check_ca_path": "/etc/pebble/root.pem"}
-    try:
-        converge(acme_vars)
-        again = converge(acme_vars)
-        assert re.search(r"changed=0\s", again.output.split("PLAY RECAP")[-1]), (
-            "a second ACME run changed something:\n%s" % again.output[-3000:])
-        root = copy_out(host, "/etc/pebble/root.pem", tmp_path, "pebble-root.pem")
-        first = served_certificate(proxy, root)
-        assert "Pebble" in json.dumps(first["issuer"]), "not issued by the ACME CA: %r" % (first["issuer"],)
-        acme = Proxy(proxy.public_url, proxy.ip, root, proxy.http_port, proxy.https_port)
-        assert acme.json("GET", "/.well-known/immich")[2] == {"api": {"endpoint": "/api"}}
-        status, _headers, _body = proxy.request("GET", "/.well-known/acme-challenge/missing", scheme="http")
-        assert status == 404, "the challenge path must be served from the webroot, got %d" % status
+    sh(host, "cd /etc/letsencrypt 2>/dev/null || exit 0; rm -rf live/%s archive/%s renewal/%s.conf "
+             "accounts/127.0.0.1:14000" % (proxy.host, proxy.host, proxy.host))
+    sh(host, "mkdir -p /etc/pebble && cd /etc/pebble && "
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=pebble -keyout api.key -out api.pem "
+             "-addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null")
+    sh(host, "cat > /etc/pebble/config.json <<'EOF'\n%s\nEOF" % json.dumps(PEBBLE_CONFIG))
+    sh(host, "grep -q ' %s$' /etc/hosts || echo '127.0.0.1 %s' >> /etc/hosts" % (proxy.host, proxy.host))
+    sh(host, "systemctl is-active -q pebble-test || systemd-run --unit pebble-test "
+             "--setenv=PEBBLE_VA_NOSLEEP=1 --setenv=PEBBLE_WFE_NONCEREJECT=0 --setenv=PEBBLE_AUTHZREUSE=0 "
+             "/usr/bin/pebble -config /etc/pebble/config.json")
+    sh(host, "for i in $(seq 50); do curl -s --cacert /etc/pebble/api.pem https://127.0.0.1:14000/dir >/dev/null "
+             "&& exit 0; sleep 0.2; done; exit 1")
+    sh(host, "curl -s --cacert /etc/pebble/api.pem https://127.0.0.1:15000/roots/0 > /etc/pebble/root.pem")
+    yield {"immich_proxy_tls": "acme", "immich_proxy_acme_email": "admin@example.org",
+           "immich_proxy_acme_directory": "https://127.0.0.1:14000/dir",
+           "immich_proxy_acme_ca_file": "/etc/pebble/api.pem",
+           "immich_proxy_check_ca_path": "/etc/pebble/root.pem"}
+    sh(host, "systemctl stop pebble-test", check=False)
 
-        renewal_env = host.sh("systemctl show certbot.service -p Environment").stdout
-        assert "REQUESTS_CA_BUNDLE=/etc/pebble/api.pem" in renewal_env, "the renewal timer cannot reach the CA"
-        assert host.sh("systemctl is-enabled certbot.timer").stdout.strip() == "enabled"
-        host.sh("REQUESTS_CA_BUNDLE=/etc/pebble/api.pem certbot renew --force-renewal --no-random-sleep-on-renew -q")
-        # systemctl reload returns before nginx's new workers take over: give it a few seconds
-        for _attempt in range(50):
-            second = served_certificate(proxy, root)
-            if second["serialNumber"] != first["serialNumber"]:
-                break
-            time.sleep(0.2)
-        assert second["serialNumber"] != first["serialNumber"], "the renewed certificate is not served after 10 s"
-    finally:
-        host.sh("systemctl stop pebble-test", check=False)
+
+@pytest.fixture(scope="module")
+def acme_certificate(host, proxy, converge, restore_scenario, pebble, tmp_path_factory):
+    """The role run twice with immich_proxy_tls=acme against pebble; what clients are served."""
+    converge(pebble)
+    again = converge(pebble)
+    root = copy_out(host, "/etc/pebble/root.pem", tmp_path_factory.mktemp("pebble"), "pebble-root.pem")
+    return {"second_run": again, "root": root, "served": served_certificate(proxy, root)}
+
+
+@pytest.mark.needs(acme=["certbot", "builtin"])
+def test_acme_gets_a_certificate_through_http01_and_a_second_run_changes_nothing(proxy, acme_certificate):
+    again = acme_certificate["second_run"]
+    assert re.search(r"changed=0\s", again.output.split("PLAY RECAP")[-1]), (
+        "a second ACME run changed something:\n%s" % again.output[-3000:])
+    issuer = acme_certificate["served"]["issuer"]
+    assert "Pebble" in json.dumps(issuer), "not issued by the ACME CA: %r" % (issuer,)
+    acme = Proxy(proxy.public_url, proxy.ip, acme_certificate["root"], proxy.http_port, proxy.https_port)
+    assert acme.json("GET", "/.well-known/immich")[2] == {"api": {"endpoint": "/api"}}
+    status, _headers, _body = proxy.request("GET", "/.well-known/acme-challenge/missing", scheme="http")
+    assert status == 404, "the challenge path must be served from the webroot, got %d" % status
+    compliant, report = mozilla_intermediate_report(acme)
+    assert compliant, "with an ACME certificate, TLS is not Mozilla intermediate:\n%s" % report
+
+
+@pytest.mark.needs(acme="certbot")
+def test_certbots_renewal_timer_trusts_the_private_ca_and_a_renewal_reaches_clients(host, proxy, acme_certificate):
+    renewal_env = sh(host, "systemctl show certbot.service -p Environment").stdout
+    assert "REQUESTS_CA_BUNDLE=/etc/pebble/api.pem" in renewal_env, "the renewal timer cannot reach the CA"
+    assert host.service("certbot.timer").is_enabled, "certbot's renewal timer is not enabled"
+    first = acme_certificate["served"]
+    sh(host, "REQUESTS_CA_BUNDLE=/etc/pebble/api.pem certbot renew --force-renewal --no-random-sleep-on-renew -q")
+    # the deploy hook's reload returns before the proxy's new generation serves: give it a few seconds
+    for _attempt in range(50):
+        second = served_certificate(proxy, acme_certificate["root"])
+        if second["serialNumber"] != first["serialNumber"]:
+            break
+        time.sleep(0.2)
+    assert second["serialNumber"] != first["serialNumber"], "the renewed certificate is not served after 10 s"
 
 
 def test_plain_http_on_another_port_keeps_the_port_in_host_and_the_real_scheme(

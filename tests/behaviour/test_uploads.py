@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from harness import multipart_upload
+from harness import backend_json, multipart_upload, sh, written_bytes
+
+pytestmark = pytest.mark.needs(listens=True)
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2
@@ -18,23 +20,22 @@ def _upload(proxy, size, rate=None, timeout=900):
     return status, json.loads(data or b"null"), digest.hexdigest()
 
 
-def _received_upload(host, asset_id):
-    for port in (2283, 2284):
-        uploads = json.loads(host.sh("curl -s http://127.0.0.1:%d/_double/uploads" % port).stdout)
-        for record in uploads:
+def _received_upload(host, ports, asset_id):
+    for port in ports:
+        for record in backend_json(host, port, "/_double/uploads"):
             if record["id"] == asset_id:
                 return record
     raise AssertionError("no Immich double received upload %s" % asset_id)
 
 
-def test_a_2_gib_upload_arrives_byte_identical_and_nothing_is_spooled_to_disk(proxy, host, traits):
+def test_a_2_gib_upload_arrives_byte_identical_and_nothing_is_spooled_to_disk(proxy, host, traits, backend_ports):
     size = 2 * GiB
-    before = host.written_bytes(traits["processes"])
+    before = written_bytes(host, traits["processes"])
     status, answer, sha1 = _upload(proxy, size)
-    after = host.written_bytes(traits["processes"])
+    after = written_bytes(host, traits["processes"])
     assert status == 201, "the 2 GiB upload got HTTP %d %r" % (status, answer)
-    record = _received_upload(host, answer["id"])
-    host.sh("rm -f %s" % record["path"])
+    record = _received_upload(host, backend_ports, answer["id"])
+    sh(host, "rm -f %s" % record["path"])
     assert record["bytes"] == size, "Immich received %d bytes of %d" % (record["bytes"], size)
     assert record["sha1"] == sha1, "the upload arrived altered: SHA-1 %s, sent %s" % (record["sha1"], sha1)
     written = sum(after[pid] - before[pid] for pid in after if pid in before)

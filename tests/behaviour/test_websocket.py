@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import ssl
 
+import pytest
 import websocket
+
+pytestmark = pytest.mark.needs(listens=True)
 
 
 def test_socket_io_websocket_upgrades_and_carries_messages_both_ways(proxy):

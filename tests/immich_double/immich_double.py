@@ -20,6 +20,7 @@ and test-only endpoints under /_double/ that say what the double received:
   GET  /_double/delay?seconds=N       answers after N seconds
   POST /_double/sink                  reads the body, answers its size and SHA-1
   GET  /_double/uploads               the uploads received so far
+  GET  /_double/requests              method, path and Host of the last 1000 requests received
 
 Standard library only, so it runs inside the test containers on any Debian
 python3. Every request is answered by a thread; bodies are never held in memory.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import hashlib
 import json
 import os
@@ -62,6 +64,9 @@ class State:
         self.lock = threading.Lock()
         self.uploads: list[dict] = []
         self.checksums: dict[str, str] = {}
+        # What reached the double at all: a test can show that a request the
+        # proxy must refuse (another Host name, say) never got here.
+        self.requests: collections.deque = collections.deque(maxlen=1000)
 
     def record_upload(self, record: dict) -> str | None:
         with self.lock:
@@ -199,6 +204,10 @@ class Handler(BaseHTTPRequestHandler):
         return False
 
     def _route(self):
+        if not self.path.startswith("/_double/requests"):
+            with self.state.lock:
+                self.state.requests.append({"method": self.command, "path": self.path,
+                                            "host": self.headers.get("Host")})
         return urlsplit(self.path)
 
     # -- verbs --------------------------------------------------------------
@@ -232,6 +241,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_double/uploads":
             with self.state.lock:
                 return self._json(200, list(self.state.uploads))
+        if path == "/_double/requests":
+            with self.state.lock:
+                return self._json(200, list(self.state.requests))
         return self._json(404, {"message": f"Cannot GET {path}", "statusCode": 404})
 
     def do_POST(self):

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""meta/argument_specs.yml is each role's single source of truth for its variables.
+"""meta/argument_specs.yml documents every public variable of each proxy role.
 
-ansible-core does not turn spec defaults into variables, so defaults/main.yml
-repeats them; these tests keep the two equal, and every public variable documented.
+ansible-core does not turn spec defaults into variables, so the defaults live
+in defaults/main.yml (the role's own) and roles/contract/defaults/main.yml (the
+immich_proxy_* contract, which every proxy role gets through its dependency);
+these tests keep them equal to the specs, and every public variable documented.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import pathlib
 
 import pytest
 import yaml
+
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import PROXIES
 
 ROLES = pathlib.Path(__file__).resolve().parents[3] / "roles"
 
@@ -19,14 +23,22 @@ def load(role, path):
         return yaml.safe_load(handle) or {}
 
 
-@pytest.fixture(params=sorted(p.name for p in ROLES.iterdir() if (p / "meta" / "argument_specs.yml").exists()))
+@pytest.fixture(params=sorted(PROXIES))
 def role(request):
     return request.param
 
 
+def options_of(role):
+    return load(role, "meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+
+
+def effective_defaults(role):
+    return dict(load("contract", "defaults/main.yml"), **load(role, "defaults/main.yml"))
+
+
 def test_every_default_is_documented_with_the_same_value(role):
-    options = load(role, "meta/argument_specs.yml")["argument_specs"]["main"]["options"]
-    defaults = load(role, "defaults/main.yml")
+    options = options_of(role)
+    defaults = effective_defaults(role)
     undocumented = sorted(set(defaults) - set(options))
     assert not undocumented, "%s sets defaults that meta/argument_specs.yml does not document: %s" % (
         role, undocumented)
@@ -34,18 +46,23 @@ def test_every_default_is_documented_with_the_same_value(role):
         if spec.get("required"):
             assert name not in defaults, "%s: required %s must have no default" % (role, name)
             continue
-        assert name in defaults, "%s: %s is documented but has no default in defaults/main.yml" % (role, name)
+        assert name in defaults, "%s: %s is documented but has no default" % (role, name)
         assert defaults[name] == spec.get("default"), "%s: %s defaults to %r but the spec says %r" % (
             role, name, defaults[name], spec.get("default"))
 
 
 def test_every_option_says_why(role):
-    options = load(role, "meta/argument_specs.yml")["argument_specs"]["main"]["options"]
-    missing = [name for name, spec in options.items() if not spec.get("description") or not spec.get("type")]
+    missing = [name for name, spec in options_of(role).items() if not spec.get("description") or not spec.get("type")]
     assert not missing, "%s: options without a type or description: %s" % (role, missing)
 
 
 def test_role_variables_follow_the_naming_rules(role):
-    defaults = load(role, "defaults/main.yml")
-    wrong = [name for name in defaults if not name.startswith(("immich_proxy_", role + "_"))]
-    assert not wrong, "%s: public variables must start with immich_proxy_ or %s_: %s" % (role, role, wrong)
+    wrong = [name for name in load(role, "defaults/main.yml") if not name.startswith(role + "_")]
+    assert not wrong, "%s: the role's own variables start with %s_: %s" % (role, role, wrong)
+    shared = [name for name in load("contract", "defaults/main.yml") if not name.startswith("immich_proxy_")]
+    assert not shared, "the contract's variables start with immich_proxy_: %s" % shared
+
+
+def test_the_role_options_match_what_the_adapter_parses(role):
+    own = sorted(name for name in options_of(role) if not name.startswith("immich_proxy_"))
+    assert own == sorted(PROXIES[role].variables)

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import (
+    CONTRACT,
+    DEFAULTS,
+    PARSERS,
     SettingsError,
     format_size,
     normalise,
@@ -183,9 +187,11 @@ def test_hsts_is_off_without_tls():
 
 
 def test_cloudflare_free_plan_warns_about_the_100_mb_limit():
-    _settings, warnings = normalise(dict(GOOD, tls="off"), cloudflare_plan="free")
+    # cloudflare_plan used to be a keyword of normalise() (a module-only option); it is
+    # now the contract variable immich_proxy_cloudflare_plan, given like every other one.
+    _settings, warnings = normalise(dict(GOOD, tls="off", cloudflare_plan="free"))
     assert any("100M" in w and "free" in w for w in warnings)
-    _settings, warnings = normalise(dict(GOOD, max_body_size="100M"), cloudflare_plan="free")
+    _settings, warnings = normalise(dict(GOOD, max_body_size="100M", cloudflare_plan="free"))
     assert not any("Cloudflare" in w for w in warnings)
 
 
@@ -218,3 +224,216 @@ def test_values_that_reach_config_files_carry_no_syntax():
 def test_every_role_serves_the_certificate_from_the_same_place(raw, cert, key):
     settings, _warnings = normalise(dict(GOOD, **raw))
     assert (settings["tls_cert_path"], settings["tls_key_path"]) == (cert, key)
+
+
+# -- The contract table ---------------------------------------------------------
+
+ROLE_SPEC_TYPES = {"str", "int", "bool", "list", "path", "raw"}
+
+
+def test_the_contract_is_plain_data_that_survives_yaml():
+    assert yaml.safe_load(yaml.safe_dump(CONTRACT)) == CONTRACT
+
+
+def test_every_contract_entry_has_a_type_and_sentences_that_say_why():
+    for name, spec in CONTRACT.items():
+        assert spec["type"] in ROLE_SPEC_TYPES, name
+        assert ("elements" in spec) == (spec["type"] == "list"), name
+        assert isinstance(spec["description"], list) and spec["description"], name
+        for sentence in spec["description"]:
+            assert sentence.endswith("."), "%s: %r is not a sentence" % (name, sentence)
+        assert not set(spec) - {"type", "elements", "choices", "default", "required", "no_log", "description"}, name
+
+
+def test_only_the_public_url_is_required_and_it_has_no_default():
+    assert [name for name, spec in CONTRACT.items() if spec.get("required")] == ["public_url"]
+    assert "default" not in CONTRACT["public_url"]
+
+
+def test_a_default_is_one_of_its_choices():
+    # A role's argument validation checks the default against the choices too,
+    # null included, so a null default must be a listed choice.
+    for name, spec in CONTRACT.items():
+        if "choices" in spec:
+            assert spec.get("default") in spec["choices"], name
+
+
+def test_defaults_are_derived_from_the_contract_and_keep_todays_values():
+    derived = {name: spec.get("default") for name, spec in CONTRACT.items() if name != "public_url"}
+    assert derived == DEFAULTS
+    assert DEFAULTS["backends"] == ["http://127.0.0.1:2283"]
+    assert (DEFAULTS["max_body_size"], DEFAULTS["timeout"], DEFAULTS["tls"]) == ("50000M", 600, "off")
+    assert DEFAULTS["acme_directory"] == "https://acme-v02.api.letsencrypt.org/directory"
+    assert (DEFAULTS["hsts"], DEFAULTS["hsts_max_age"], DEFAULTS["trusted_proxies"]) == (True, 63072000, [])
+    assert (DEFAULTS["http_port"], DEFAULTS["https_port"]) == (80, 443)
+    assert (DEFAULTS["trusted_proxies_allow_any"], DEFAULTS["check"]) == (False, True)
+    for name in ("backend_ca_file", "tls_cert", "tls_key", "acme_email", "acme_ca_file", "cloudflare_plan",
+                 "check_ca_path"):
+        assert DEFAULTS[name] is None, name
+
+
+def test_every_variable_has_its_own_parser():
+    assert list(PARSERS) == list(CONTRACT)
+
+
+def test_every_default_passes_its_own_parser():
+    for name, default in DEFAULTS.items():
+        PARSERS[name](default)
+
+
+# -- New returned values ----------------------------------------------------------
+
+def test_curves_are_mozilla_intermediate_only():
+    settings, _warnings = normalise(dict(GOOD, tls="selfsigned"))
+    assert settings["tls_curves"] == ["X25519", "prime256v1", "secp384r1"]
+
+
+@pytest.mark.parametrize("url, header", [
+    ("https://Photos.Example.org", "photos.example.org"),
+    ("https://photos.example.org:443", "photos.example.org"),
+    ("https://photos.example.org:8443", "photos.example.org:8443"),
+    ("http://photos.example.org:80", "photos.example.org"),
+    ("http://[FD00::1]:8080", "[fd00::1]:8080"),
+    ("http://[fd00::1]", "[fd00::1]"),
+])
+def test_the_host_header_has_the_port_only_when_it_is_not_the_default(url, header):
+    settings, _warnings = normalise({"public_url": url})
+    assert settings["public_host_header"] == header
+
+
+def test_https_backends_are_verified_by_their_common_host_name():
+    settings, _warnings = normalise(dict(GOOD, backends=["https://Immich.Internal:2283", "https://immich.internal:2284"],
+                                         backend_ca_file="/etc/ssl/private-ca.pem"))
+    assert settings["backend_tls_verify"] is True
+    assert settings["backend_tls_name"] == "immich.internal"
+    assert settings["backend_ca_file"] == "/etc/ssl/private-ca.pem"
+
+
+def test_http_backends_need_no_verification():
+    settings, _warnings = normalise(GOOD)
+    assert (settings["backend_tls_verify"], settings["backend_tls_name"], settings["backend_ca_file"]) == (
+        False, None, None)
+
+
+def test_https_pool_with_different_host_names_is_refused():
+    message = " ".join(problems_for(backends=["https://a.internal:2283", "https://b.internal:2283"]))
+    assert "immich_proxy_backends" in message and "one certificate name" in message
+
+
+def test_acme_directory_is_rebuilt_from_its_parts():
+    settings, _warnings = normalise(dict(GOOD, tls="acme", acme_email="Admin@Example.ORG",
+                                         acme_directory="HTTPS://CA.Internal:443/acme/acme/directory"))
+    assert settings["acme_directory"] == "https://ca.internal/acme/acme/directory"
+    assert settings["acme_email"] == "Admin@example.org"
+
+
+def test_acme_values_are_returned_only_for_acme():
+    settings, _warnings = normalise(dict(GOOD, tls="selfsigned", acme_email="a@example.org"))
+    assert (settings["acme_email"], settings["acme_directory"]) == (None, None)
+
+
+def test_trusting_everyone_needs_the_explicit_switch_and_still_warns():
+    assert any("allow_any" in p for p in problems_for(trusted_proxies=["0.0.0.0/0"]))
+    settings, warnings = normalise(dict(GOOD, trusted_proxies=["0.0.0.0/0", "::/0"], trusted_proxies_allow_any=True))
+    assert settings["trusted_proxies"] == ["0.0.0.0/0", "::/0"]
+    assert settings["trusted_proxies_allow_any"] is True
+    assert any("anyone" in w for w in warnings)
+
+
+@pytest.mark.parametrize("value", [False, "off"])
+def test_yaml_off_read_as_false_means_tls_off(value):
+    settings, _warnings = normalise(dict(GOOD, tls=value))
+    assert settings["tls"] == "off" and settings["tls_enabled"] is False
+
+
+def test_check_settings_are_returned():
+    settings, _warnings = normalise(dict(GOOD, check="no", check_ca_path="/etc/ssl/ca.pem"))
+    assert (settings["check"], settings["check_ca_path"]) == (False, "/etc/ssl/ca.pem")
+
+
+# -- Role-only variables --------------------------------------------------------------
+
+NGINX_SPEC = {
+    "nginx_ipv6": {"type": "bool"},
+    "nginx_remove_default_site": {"type": "bool"},
+    "nginx_backend_fail_timeout": {"type": "int", "min": 1, "max": 3600},
+    "nginx_client_body_buffer_size": {"type": "size", "min": 1024, "max": 64 * 1024 ** 2},
+    "nginx_extra_server_directives": {"type": "lines"},
+}
+NGINX_VALUES = {
+    "nginx_ipv6": "false",
+    "nginx_remove_default_site": "yes",
+    "nginx_backend_fail_timeout": "10",
+    "nginx_client_body_buffer_size": "512k",
+    "nginx_extra_server_directives": ['add_header X-Robots-Tag "noindex" always;'],
+}
+
+
+def role_problems(values, spec=None):
+    with pytest.raises(SettingsError) as caught:
+        normalise(GOOD, role_spec=NGINX_SPEC if spec is None else spec, role_values=values)
+    return caught.value.problems
+
+
+def test_role_variables_are_typed_and_converted():
+    settings, _warnings = normalise(GOOD, role_spec=NGINX_SPEC, role_values=NGINX_VALUES)
+    assert settings["role"] == {
+        "nginx_ipv6": False,  # the string "false" used to count as true in the template
+        "nginx_remove_default_site": True,
+        "nginx_backend_fail_timeout": 10,  # the string "10" used to crash the template's %d
+        "nginx_client_body_buffer_size": 512 * 1024,
+        "nginx_extra_server_directives": ['add_header X-Robots-Tag "noindex" always;'],
+    }
+
+
+def test_without_a_role_spec_the_role_settings_are_empty():
+    settings, _warnings = normalise(GOOD)
+    assert settings["role"] == {}
+
+
+def test_a_role_variable_that_is_not_boolean_is_named_in_full():
+    problems = role_problems(dict(NGINX_VALUES, nginx_ipv6="maybe"))
+    assert problems == ["nginx_ipv6 'maybe' is not a boolean; use true or false (yes/no, on/off and 1/0 are read too)"]
+
+
+@pytest.mark.parametrize("missing", [None, "absent"])
+def test_a_role_variable_that_is_not_set_is_a_problem(missing):
+    values = dict(NGINX_VALUES)
+    if missing is None:
+        values["nginx_ipv6"] = None
+    else:
+        del values["nginx_ipv6"]
+    assert role_problems(values) == ["nginx_ipv6 is not set; the role needs a value (its default is in the role's "
+                                     "defaults)"]
+
+
+def test_a_role_variable_the_adapter_does_not_declare_is_a_problem():
+    problems = role_problems(dict(NGINX_VALUES, nginx_ipv7=True))
+    assert len(problems) == 1 and problems[0].startswith("nginx_ipv7 is not a variable of this proxy's role")
+
+
+def test_an_adapter_spec_with_an_unknown_type_fails_closed():
+    problems = role_problems({"nginx_x": 1}, spec={"nginx_x": {"type": "float"}})
+    assert problems[0].startswith("nginx_x has no parser") and "bug in the collection" in problems[0]
+
+
+@pytest.mark.parametrize("spec, value, expected", [
+    ({"type": "str", "pattern": "[a-z_]{1,32}"}, "main", "main"),
+    ({"type": "str", "choices": ["on", "off"]}, "on", "on"),
+    ({"type": "path"}, "/var/log/nginx/immich.log", "/var/log/nginx/immich.log"),
+    ({"type": "path", "nullable": True}, None, None),
+    ({"type": "int"}, 7, 7),
+    ({"type": "size"}, "1g", 1024 ** 3),
+    ({"type": "lines"}, [], []),
+])
+def test_every_role_type_converts(spec, value, expected):
+    settings, _warnings = normalise(GOOD, role_spec={"x_var": spec}, role_values={"x_var": value})
+    assert settings["role"] == {"x_var": expected}
+
+
+def test_role_problems_come_with_the_contracts_problems():
+    with pytest.raises(SettingsError) as caught:
+        normalise(dict(GOOD, timeout="soon"), role_spec=NGINX_SPEC,
+                  role_values=dict(NGINX_VALUES, nginx_backend_fail_timeout=10.5))
+    names = [p.split(" ", 1)[0] for p in caught.value.problems]
+    assert names == ["immich_proxy_timeout", "nginx_backend_fail_timeout"]

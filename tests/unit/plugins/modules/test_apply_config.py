@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 
@@ -31,6 +32,7 @@ def nginx(monkeypatch):
 
 
 def args(tmp_path, content="server {}\n", **extra):
+    extra.setdefault("state_dir", str(tmp_path))
     return dict(kind="nginx", files=[{"path": str(tmp_path / "immich.conf"), "content": content, "mode": "0644",
                                       "owner": ME, "group": MY_GROUP}], **extra)
 
@@ -74,3 +76,33 @@ def test_an_unknown_owner_is_a_clear_error(tmp_path, nginx, run_module):
     result, failed = run_module(apply_config, bad)
     assert failed and "owner" in result["msg"]
     assert not (tmp_path / "immich.conf").exists()
+
+
+def test_a_changed_apply_leaves_the_service_due_a_reload(tmp_path, nginx, run_module):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "nginx.loaded.json").write_text(json.dumps({"digest": "abc", "pid": 7}))
+    run_module(apply_config, args(tmp_path, state_dir=str(state)))
+    assert json.loads((state / "nginx.loaded.json").read_text()) == {"digest": "abc", "pid": 7, "pending": True}
+
+
+def test_a_rejected_apply_leaves_the_record_as_it_was(tmp_path, nginx, run_module):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "nginx.loaded.json").write_text(json.dumps({"digest": "abc", "pid": 7}))
+    nginx[1].update(rc=1, err="nginx: [emerg] bogus")
+    _result, failed = run_module(apply_config, args(tmp_path, state_dir=str(state)))
+    assert failed
+    assert json.loads((state / "nginx.loaded.json").read_text()) == {"digest": "abc", "pid": 7}
+
+
+def test_a_secret_file_never_shows_its_content(tmp_path, nginx, run_module):
+    secret = '{"TunnelSecret": "c2VjcmV0LXR1bm5lbC1rZXk="}'
+    bad = args(tmp_path, content=secret, state_dir=str(tmp_path))
+    bad["files"][0]["secret"] = True
+    bad["files"][0]["mode"] = "0600"
+    result, failed = run_module(apply_config, bad, diff=True)
+    assert not failed and result["changed"]
+    assert "c2VjcmV0" not in json.dumps(result), "the secret reached the module's result"
+    assert result["diff"][0]["after"].startswith("(secret: ")
+    assert (tmp_path / "immich.conf").read_text() == secret

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils import _proxies
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import LoadedState
 from ansible_collections.homelab.immich_proxy.plugins.modules import reload_service
 
 
@@ -83,7 +84,7 @@ def test_a_reload_that_did_not_take_effect_is_an_error(tmp_path, nginx, run_modu
     nginx.reload_works = False
     result, failed = run_module(reload_service, {"kind": "nginx", "state_dir": str(tmp_path)})
     assert failed
-    assert "still runs its previous configuration" in result["msg"]
+    assert "still runs the previous one" in result["msg"]
     assert not (tmp_path / "nginx.loaded.json").exists()
 
 
@@ -109,3 +110,36 @@ def test_a_restarted_service_is_reloaded_since_what_it_loaded_is_unknown(tmp_pat
     result, _failed = run_module(reload_service, {"kind": "nginx", "state_dir": str(tmp_path)})
     assert result["action"] == "reloaded"
     nginx.master = 100
+
+
+def test_a_config_rewritten_by_apply_is_reloaded_even_when_its_digest_was_recorded(tmp_path, nginx, run_module):
+    """A hand edit reloaded by hand, then a run that writes the file back: the digest equals the record."""
+    args = {"kind": "nginx", "state_dir": str(tmp_path)}
+    run_module(reload_service, args)
+    LoadedState(str(tmp_path), "nginx").mark_pending()
+    result, failed = run_module(reload_service, args)
+    assert not failed and result["action"] == "reloaded", "a changed apply must be followed by a reload"
+    assert nginx.log == ["test", "reload nginx"] * 2
+    result, _failed = run_module(reload_service, args)
+    assert result["action"] == "none", "the pending mark must be cleared by the reload"
+
+
+class FakeRestartingProxy(FakeNginx):
+    strategy = "restart"
+
+    def systemctl(self, *args, check=True):
+        FakeNginx.log.append(" ".join(args))
+        if args[0] == "restart":
+            FakeNginx.master += 1
+        return 0, ""
+
+    def generation_moved(self, before):
+        return self.generation() != before
+
+
+def test_a_proxy_without_reload_is_restarted_and_reported_so(tmp_path, nginx, run_module, monkeypatch):
+    monkeypatch.setitem(_proxies.PROXIES, "nginx", FakeRestartingProxy)
+    result, failed = run_module(reload_service, {"kind": "nginx", "state_dir": str(tmp_path)})
+    assert not failed and result["action"] == "restarted"
+    assert nginx.log == ["test", "restart nginx"]
+    FakeNginx.master = 100

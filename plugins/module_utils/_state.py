@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright: homelab.immich_proxy contributors
+"""What a proxy service last loaded, remembered between runs.
+
+reload_service records the digest of the config the running service loaded
+and the service's main PID. apply_config marks the record pending whenever it
+changes files: the next reload_service must then make the service take the
+config, even when the digest equals the recorded one. Without the mark, a
+hand-edited config that was reloaded by hand and then rewritten by a run back
+to what was recorded would keep serving (same digest, so no reload), and a run
+interrupted between apply and reload would leave the new files unloaded.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+DEFAULT_STATE_DIR = "/var/lib/immich-proxy"
+
+
+class LoadedState:
+    def __init__(self, state_dir, kind):
+        self.path = os.path.join(state_dir, "%s.loaded.json" % kind)
+
+    def read(self):
+        try:
+            with open(self.path) as handle:
+                state = json.load(handle)
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def write(self, state):
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=directory, prefix=".loaded-", suffix=".json")
+        try:
+            with os.fdopen(handle, "w") as out:
+                json.dump(state, out, sort_keys=True)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def mark_pending(self):
+        state = self.read()
+        state["pending"] = True
+        self.write(state)
+
+    def restore(self, state):
+        """Put back what read() returned earlier ({} when there was no record)."""
+        if state:
+            self.write(state)
+        elif os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def record(self, digest, pid):
+        self.write({"digest": digest, "pid": pid})
