@@ -22,7 +22,8 @@ options:
   kind:
     description:
       - Which reverse proxy the files belong to; picks how a config is tested, reloaded and asked what is live.
+      - One of the kinds the collection has a role for (C(nginx), ...); an unknown kind is an error that lists the
+        known ones, from the adapter registry.
     type: str
     required: true
-    choices: [nginx]
 """

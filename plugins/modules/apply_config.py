@@ -111,11 +111,7 @@ validation:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import (
-    PROXIES,
-    ProxyError,
-    get_proxy,
-)
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import ProxyError, get_proxy
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import DEFAULT_STATE_DIR, LoadedState
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._transaction import (
     ApplyError,
@@ -160,7 +156,7 @@ def run(module):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            kind=dict(type="str", required=True, choices=sorted(PROXIES)),
+            kind=dict(type="str", required=True),
             files=dict(type="list", elements="dict", default=[], options=dict(
                 path=dict(type="path", required=True),
                 content=dict(type="str", required=True),

@@ -99,7 +99,7 @@ checks:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._probe import Target, run_checks
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import parse_size, parse_url
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import DEFAULTS, parse_size, parse_url
 
 
 def main():
@@ -110,7 +110,7 @@ def main():
             connect_port=dict(type="int"),
             ca_path=dict(type="path"),
             validate_certs=dict(type="bool", default=True),
-            max_body_size=dict(type="raw", default="50000M"),
+            max_body_size=dict(type="raw", default=DEFAULTS["max_body_size"]),
             timeout=dict(type="float", default=10),
         ),
         supports_check_mode=True,

@@ -70,12 +70,7 @@ digest:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import (
-    ACTIONS,
-    PROXIES,
-    ProxyError,
-    get_proxy,
-)
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import ACTIONS, ProxyError, get_proxy
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import DEFAULT_STATE_DIR, LoadedState
 
 
@@ -121,7 +116,7 @@ def run(module):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            kind=dict(type="str", required=True, choices=sorted(PROXIES)),
+            kind=dict(type="str", required=True),
             watch=dict(type="list", elements="path", default=[]),
             state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
         ),

@@ -221,8 +221,9 @@ options:
         with bounds, paths, patterned strings, single-line config lines) and comes back
         converted in RV(settings.role); a missing one, or one the adapter does not declare,
         is a problem.
+      - Left out, only the contract is checked and RV(settings.role) is empty (for playbooks that check a
+        deployed proxy without its role).
     type: dict
-    default: {}
 """
 
 EXAMPLES = r"""
@@ -487,7 +488,7 @@ import copy
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import PROXIES
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import ProxyError, proxy_class
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import (
     CONTRACT,
     SettingsError,
@@ -512,18 +513,22 @@ def _contract_option(entry):
 def argument_spec():
     """The module's options: every CONTRACT variable, the proxy kind and the role's own variables."""
     spec = {name: _contract_option(entry) for name, entry in CONTRACT.items()}
-    spec["kind"] = dict(type="str", required=True, choices=sorted(PROXIES))
-    spec["role_variables"] = dict(type="dict", default={})
+    spec["kind"] = dict(type="str", required=True)
+    spec["role_variables"] = dict(type="dict")
     return spec
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    adapter = PROXIES[module.params["kind"]]
+    try:
+        adapter = proxy_class(module.params["kind"])
+    except ProxyError as exc:
+        module.fail_json(msg=str(exc))
     raw = {name: module.params[name] for name in CONTRACT}
     try:
-        settings, warnings = normalise(raw, role_spec=getattr(adapter, "variables", {}),
-                                       role_values=module.params["role_variables"])
+        role_values = module.params["role_variables"]
+        settings, warnings = normalise(raw, role_spec=adapter.variables if role_values is not None else {},
+                                       role_values=role_values)
     except SettingsError as exc:
         module.fail_json(msg="Invalid Immich proxy settings: " + "; ".join(exc.problems), problems=exc.problems)
     for warning in warnings:

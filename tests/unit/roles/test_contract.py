@@ -30,7 +30,7 @@ def test_settings_defaults_come_from_the_contract_table():
 
 
 def test_the_contract_role_passes_every_variable_to_the_settings_module():
-    with open(ROOT / "roles" / "contract" / "tasks" / "main.yml") as handle:
+    with open(ROOT / "roles" / "contract" / "tasks" / "validate.yml") as handle:
         tasks = yaml.safe_load(handle)
     arguments = next(task["homelab.immich_proxy.settings"] for task in tasks if "homelab.immich_proxy.settings" in task)
     assert sorted(arguments) == sorted(list(CONTRACT) + ["kind", "role_variables"])

@@ -89,6 +89,14 @@ def test_an_unknown_proxy_kind_is_refused(run_module):
     assert failed and "kind" in result["msg"]
 
 
+def test_without_role_variables_only_the_contract_is_checked(run_module):
+    options = args(public_url="http://immich.lan")
+    del options["role_variables"]
+    result, failed = run_module(settings, options)
+    assert not failed, result
+    assert result["settings"]["role"] == {}
+
+
 def test_a_role_variable_the_role_did_not_pass_is_a_problem(run_module):
     result, failed = run_module(settings, args(public_url="http://immich.lan", role_variables={}))
     assert failed
@@ -111,9 +119,9 @@ def _shape(option):
 def test_the_documented_options_are_the_contracts():
     _doc, options = documentation()
     expected = {name: _module_option(spec) for name, spec in CONTRACT.items()}
-    expected["kind"] = {"type": "str", "default": None, "choices": sorted(PROXIES), "elements": None,
+    expected["kind"] = {"type": "str", "default": None, "choices": None, "elements": None,
                         "required": True}
-    expected["role_variables"] = {"type": "dict", "default": {}, "choices": None, "elements": None,
+    expected["role_variables"] = {"type": "dict", "default": None, "choices": None, "elements": None,
                                   "required": False}
     assert {name: _shape(option) for name, option in options.items()} == expected
 
