@@ -19,7 +19,7 @@ import shlex
 import pytest
 import testinfra
 
-from harness import KINDS, ROOT, Proxy, container_address, container_gateway, run
+from harness import KINDS, ROOT, Proxy, ansible_bin, ansible_env, container_address, container_gateway, run
 
 
 def pytest_addoption(parser):
@@ -30,6 +30,7 @@ def pytest_addoption(parser):
     group.addoption("--http-port", type=int, default=80)
     group.addoption("--https-port", type=int, default=443)
     group.addoption("--ca-path", default=None, help="CA file inside the container that signs the proxy's certificate")
+    group.addoption("--tls-key-path", default=None, help="the private key the proxy serves with, inside the container")
     group.addoption("--backend-ports", default="2283,2284",
                     help="ports of the Immich test doubles in the container, as in immich_proxy_backends")
     group.addoption("--trusted-source", default=None,
@@ -119,14 +120,13 @@ class Converger:
     def __call__(self, extra_vars=None, check=True):
         if not self.inventory:
             pytest.fail("--inventory is needed to re-run the role")
-        argv = ["ansible-playbook", "-i", self.inventory, "-l", self.container,
+        argv = [ansible_bin("ansible-playbook"), "-i", self.inventory, "-l", self.container,
                 os.path.join(ROOT, "playbooks", "site.yml")]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
         # Plain, unwrapped output whatever molecule set for its own runs;
         # ansible-core writes task errors to stderr, so both are kept.
-        env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-                   ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+        env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
         result = run(argv, check=False, timeout=900, env=env)
         result.output = result.stdout + result.stderr
         if check and result.returncode != 0:

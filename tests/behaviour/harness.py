@@ -48,6 +48,18 @@ KINDS = {
 }
 
 
+def ansible_bin(name):
+    """An Ansible command of the Python that runs the suite (the test bed's venv), whatever PATH says."""
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def ansible_env(**extra):
+    """The environment for ansible-playbook: the test bed's collections unless told otherwise, plain output."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", **extra)
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", os.path.join(ROOT, ".cache", "collections"))
+    return env
+
+
 def run(argv, check=True, timeout=600, **kwargs):
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
     if check and result.returncode != 0:

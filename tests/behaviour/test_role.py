@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness import ROOT, pids, run, sh, tree_digest
+from harness import ROOT, ansible_bin, ansible_env, pids, run, sh, tree_digest
 
 
 def _snapshot(host, traits):
@@ -67,15 +67,18 @@ def test_a_config_the_proxy_rejects_is_rolled_back_and_the_old_one_keeps_serving
 @pytest.mark.disruptive
 def test_site_yml_serves_a_host_with_a_kind_outside_the_group_and_fails_one_in_it_without(host, converge, tmp_path):
     """No host is skipped silently: a kind is enough to be served, the group without a kind is an error."""
-    host_vars = json.loads(run(["ansible-inventory", "-i", converge.inventory, "--host", converge.container]).stdout)
+    host_vars = json.loads(run([ansible_bin("ansible-inventory"), "-i", converge.inventory,
+                                "--host", converge.container], env=ansible_env()).stdout)
     inventory = {"all": {
         "hosts": {converge.container: host_vars},
-        "children": {"immich_proxies": {"hosts": {"immich-proxy-without-kind": {"ansible_connection": "local"}}}},
+        # a container that does not exist: were the host ever connected to, that fails and touches nothing
+        "children": {"immich_proxies": {"hosts": {"immich-proxy-without-kind": {
+            "ansible_connection": "community.docker.docker", "ansible_host": "immich-proxy-no-such-container"}}}},
     }}
     path = tmp_path / "inventory.json"
     path.write_text(json.dumps(inventory))
-    result = run(["ansible-playbook", "-i", str(path), os.path.join(ROOT, "playbooks", "site.yml")], check=False,
-                 timeout=900, env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    result = run([ansible_bin("ansible-playbook"), "-i", str(path), os.path.join(ROOT, "playbooks", "site.yml")],
+                 check=False, timeout=900, env=ansible_env())
     output = result.stdout + result.stderr
     assert result.returncode != 0, "a host in immich_proxies without immich_proxy_kind must fail the run"
     assert "immich_proxy_kind '(unset)' on immich-proxy-without-kind" in output, output[-3000:]

@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What the role leaves on the proxy's host, read through testinfra: service, sockets, key files."""
+from __future__ import annotations
+
+import pytest
+
+from harness import sh
+
+
+def test_the_proxy_service_is_enabled_and_running(host, traits):
+    service = host.service(traits["service"])
+    assert service.is_running, "%s is not running" % traits["service"]
+    assert service.is_enabled, "%s would not start at boot" % traits["service"]
+
+
+@pytest.mark.needs(listens=True)
+def test_the_proxy_listens_on_the_contracts_ports(host, proxy):
+    ports = [proxy.http_port] + ([proxy.https_port] if proxy.scheme == "https" else [])
+    listening = {port: any(host.socket("tcp://%s:%d" % (address, port)).is_listening
+                           for address in ("0.0.0.0", "::")) for port in ports}
+    assert all(listening.values()), "not listening on every port of the contract: %r" % listening
+
+
+def test_the_private_key_is_readable_by_root_only(host, pytestconfig):
+    path = pytestconfig.getoption("tls_key_path")
+    if not path:
+        pytest.skip("the scenario serves plain HTTP: there is no key")
+    key = host.file(path)
+    if key.is_symlink:
+        key = host.file(key.linked_to)
+    assert key.exists, "%s is missing" % path
+    assert (key.user, key.group) == ("root", "root"), "%s belongs to %s:%s" % (path, key.user, key.group)
+    assert key.mode & 0o077 == 0, "%s has mode %o: others can read the private key" % (path, key.mode)
+
+
+@pytest.mark.disruptive
+def test_a_run_makes_a_loosened_private_key_private_again(host, pytestconfig, converge):
+    path = pytestconfig.getoption("tls_key_path")
+    if not path or host.file(path).is_symlink:
+        pytest.skip("no key of the role's own to look after (plain HTTP, or certbot's files)")
+    sh(host, "chmod 0644 %s" % path)
+    converge()
+    assert host.file(path).mode == 0o600, "the run left %s at mode %o" % (path, host.file(path).mode)
