@@ -88,6 +88,10 @@ _UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
 # ASCII classes: see the module docstring.
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DNS = r"%s(?:\.%s)*" % (_LABEL, _LABEL)
+# A backend may be a Docker container name, and Immich's compose file names its
+# server container immich_server: '_' is allowed there (not in the public name).
+_BACKEND_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_BACKEND_DNS = r"%s(?:\.%s)*" % (_BACKEND_LABEL, _BACKEND_LABEL)
 _IPV4 = r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}"
 _IPV6 = r"[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){1,7}(?::%s)?|[0-9a-f:]*:%s" % (_IPV4, _IPV4)
 _HOST = r"(?:%s|%s)" % (_DNS, _IPV6)
@@ -109,6 +113,7 @@ _URL_CHARS_RE = re.compile(r"[A-Za-z0-9._~:/?=&%@\[\]-]")
 _URL_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?]*)([^?]*)(?:\?(.*))?")
 _BRACKETED_RE = re.compile(r"\[([^\]]*)\](?::(.*))?")
 _DNS_RE = re.compile(_DNS)
+_BACKEND_DNS_RE = re.compile(_BACKEND_DNS)
 _IPV4_RE = re.compile(_IPV4)
 _IPV6_CHARS_RE = re.compile(r"[0-9A-Fa-f:.]{2,45}")
 _URL_PORT_RE = re.compile(r"[0-9]{1,5}")
@@ -558,8 +563,12 @@ def _parse_ipv6(text):
         raise ValueError("has an invalid IPv6 address %s" % _quote(text)) from None
 
 
-def parse_host(host):
-    """Return a DNS name (lower case, no trailing dot) or an IP address in its canonical form, or raise."""
+def parse_host(host, names=None):
+    """Return a DNS name (lower case, no trailing dot) or an IP address in its canonical form, or raise.
+
+    ``names`` is the pattern a name must match (DNS names; backends also take container names with '_').
+    """
+    names = names or _DNS_RE
     if not isinstance(host, str) or not host:
         raise ValueError("has no host name")
     if ":" in host:
@@ -571,7 +580,7 @@ def parse_host(host):
             raise ValueError("has an invalid IPv4 address %s" % _quote(host)) from None
     name = host[:-1] if host.endswith(".") else host
     name = name.lower()
-    if len(name) > 253 or not _DNS_RE.fullmatch(name) or name.rsplit(".", 1)[-1].isdigit():
+    if len(name) > 253 or not names.fullmatch(name) or name.rsplit(".", 1)[-1].isdigit():
         raise ValueError("has an invalid host name %s; a host name has letters, digits and '-' between dots "
                          "(internationalised names in punycode, 'xn--...')" % _quote(host))
     return name
@@ -603,7 +612,7 @@ def _check_url_text(value, what, example):
                          "[ ] and '-' are)" % _quote(bad))
 
 
-def _split_authority(netloc, example):
+def _split_authority(netloc, example, names=None):
     """(host, port or None) of a URL's authority; IPv6 only in brackets, never with a zone ID."""
     if "@" in netloc:
         raise ValueError("contains user info ('user@'); credentials do not belong in a proxy URL")
@@ -616,7 +625,7 @@ def _split_authority(netloc, example):
         raise ValueError("has an IPv6 address without brackets; write it in brackets, e.g. %s" % _quote(example))
     else:
         host_text, colon, port = netloc.partition(":")
-        host = parse_host(host_text)
+        host = parse_host(host_text, names)
         port = port if colon else None
     if port is None:
         return host, None
@@ -640,7 +649,7 @@ def _url_parts(scheme, host, port):
             "explicit_port": port is not None and port != default_port}
 
 
-def _parse_root_url(value, what, example, path_hint):
+def _parse_root_url(value, what, example, path_hint, names=None):
     """Parts of an http(s) URL at the root of its host: scheme, host, port, explicit_port."""
     scheme, netloc, path, query = _split_url(value, what, example)
     if scheme not in ("http", "https"):
@@ -649,7 +658,7 @@ def _parse_root_url(value, what, example, path_hint):
         raise ValueError("has a query string; give the bare URL")
     if path not in ("", "/"):
         raise ValueError("has the path %s; %s" % (_quote(path), path_hint))
-    host, port = _split_authority(netloc, example)
+    host, port = _split_authority(netloc, example, names)
     return _url_parts(scheme, host, port)
 
 
@@ -692,7 +701,7 @@ def parse_public_url(value):
 
 def _parse_backend(value):
     return _parse_root_url(value, "backend URL", "http://[fd00::5]:2283",
-                           "a backend is the Immich server's root, e.g. 'http://10.0.0.5:2283'")
+                           "a backend is the Immich server's root, e.g. 'http://10.0.0.5:2283'", _BACKEND_DNS_RE)
 
 
 def parse_backends(value):
@@ -714,6 +723,12 @@ def parse_backends(value):
     if len({b["scheme"] for b in parsed}) > 1:
         raise ValueError("mixes http:// and https://; every backend in the pool must use the same scheme")
     hosts = sorted({b["host"] for b in parsed})
+    if parsed[0]["scheme"] == "https" and _is_ip(hosts[0]):
+        # nginx checks only DNS names of a certificate (and sends no SNI to an address), so an
+        # https backend given by address could never be verified: every request would fail.
+        raise ValueError("are https:// backends given by IP address (%s); a backend's certificate is verified "
+                         "by name: give it a DNS name (in DNS or /etc/hosts) that its certificate carries"
+                         % ", ".join(hosts))
     if parsed[0]["scheme"] == "https" and len(hosts) > 1:
         raise ValueError("are https:// backends with different host names (%s); the proxy verifies one "
                          "certificate name for the whole pool: give every backend the same name (in DNS or "
@@ -1001,6 +1016,9 @@ def _build_public(public):
         "public_port": public["port"],
         "public_authority": _authority(public),
         "public_host_header": _authority(public),
+        # Every Host a client may send for the public URL: the default port may also be written out.
+        "public_host_headers": [_authority(public)] + (
+            [] if public["explicit_port"] else ["%s:%d" % (_host_in_url(public["host"]), public["port"])]),
     }
 
 
@@ -1124,12 +1142,14 @@ def _exactly(*values):
 
 _URL_OUT = r"https?://%s" % _AUTHORITY
 _CERT_OUT = r"%s|%s/%s/(?:fullchain|privkey)\.pem" % (_PATH, re.escape(TLS_ROOT), _HOST)
+_BACKEND_HOST = r"(?:%s|%s)" % (_BACKEND_DNS, _IPV6)
+_BACKEND_HOST_IN_URL = r"(?:%s|\[(?:%s)\])" % (_BACKEND_DNS, _IPV6)
 _BACKEND_OUT = _Record({
     "scheme": _Text("https?"),
-    "host": _Text(_HOST),
+    "host": _Text(_BACKEND_HOST),
     "port": _Int(1, 65535),
-    "address": _Text(r"%s:%s" % (_HOST_IN_URL, _PORT)),
-    "url": _Text(_URL_OUT),
+    "address": _Text(r"%s:%s" % (_BACKEND_HOST_IN_URL, _PORT)),
+    "url": _Text(r"https?://%s(?::%s)?" % (_BACKEND_HOST_IN_URL, _PORT)),
 })
 
 # Returned key -> (the variable it comes from, the only shape it may have).
@@ -1141,11 +1161,12 @@ OUTPUT = {
     "public_port": ("public_url", _Int(1, 65535)),
     "public_authority": ("public_url", _Text(_AUTHORITY)),
     "public_host_header": ("public_url", _Text(_AUTHORITY)),
+    "public_host_headers": ("public_url", _List(_Text(r"%s(?::%s)?" % (_HOST_IN_URL, _PORT)))),
     "backends": ("backends", _List(_BACKEND_OUT)),
     "backend_scheme": ("backends", _Text("https?")),
     "load_balanced": ("backends", _Bool()),
     "backend_tls_verify": ("backends", _Bool()),
-    "backend_tls_name": ("backends", _Text(_HOST, nullable=True)),
+    "backend_tls_name": ("backends", _Text(_BACKEND_DNS, nullable=True)),
     "backend_ca_file": ("backend_ca_file", _Text(_PATH, nullable=True)),
     "max_body_size_bytes": ("max_body_size", _Int(0, MAX_BODY_SIZE)),
     "timeout": ("timeout", _Int(1, MAX_TIMEOUT)),

@@ -19,7 +19,7 @@ description:
   - Does not reload the service; use M(homelab.immich_proxy.reload_service) for that. When files changed, it
     marks the service's loaded config as stale in O(state_dir), so the next
     M(homelab.immich_proxy.reload_service) makes the service take the new files even if a run failed in between.
-  - Files marked O(files[].secret) (keys, tunnel credentials) never appear in the diff, the result or an error.
+  - O(secret_files) (keys, tunnel credentials) never appear in the diff, the result, an error or a log.
   - Unlike C(ansible.builtin.template) with C(validate), a snippet is tested in the context of the full config.
 author:
   - homelab.immich_proxy contributors (@homelab)
@@ -61,12 +61,36 @@ options:
         description: Group name.
         type: str
         default: root
-      secret:
-        description:
-          - The content is a credential. The diff shows only its size and a short digest, and the content is
-            masked wherever Ansible would print it.
-        type: bool
-        default: false
+  secret_files:
+    description:
+      - Files whose content is a credential (a private key, tunnel credentials), applied in the same transaction.
+      - Their content is a C(no_log) option, so Ansible never logs or prints it (not in the invocation, the
+        managed host's journal, an error, or at any verbosity); the diff shows only a file's size and a short
+        digest.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path of the file. Its directory must exist.
+        type: path
+        required: true
+      content:
+        description: The file's full content; a C(no_log) option, never logged or printed.
+        type: str
+        required: true
+      mode:
+        description: Permissions as an octal string; readable by its owner only unless you say otherwise.
+        type: str
+        default: '0600'
+      owner:
+        description: Owner name.
+        type: str
+        default: root
+      group:
+        description: Group name.
+        type: str
+        default: root
   absent:
     description: Files (or symlinks) to remove in the same transaction, such as a distribution's default site.
     type: list
@@ -122,11 +146,10 @@ from ansible_collections.homelab.immich_proxy.plugins.module_utils._transaction 
 
 def run(module):
     proxy = get_proxy(module.params["kind"], module)
-    for item in module.params["files"]:
-        if item["secret"]:
-            module.no_log_values.add(item["content"])
-    changes = [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"], f["secret"])
+    changes = [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"])
                for f in module.params["files"]]
+    changes += [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"], secret=True)
+                for f in module.params["secret_files"]]
     changes += [FileChange(path) for path in module.params["absent"]]
     transaction = Transaction(changes)
     pending = transaction.pending
@@ -141,13 +164,17 @@ def run(module):
     if validate:
         proxy.precheck(pending)
     # Marked before the swap, so a run that dies after it still leaves the service due
-    # a reload; put back when the old files are, since the service then runs them still.
+    # a reload. Put back only when the transaction says every old file is back (the
+    # service then runs them still); any other failure leaves the mark, and a reload.
     state = LoadedState(module.params["state_dir"], proxy.name)
-    recorded = state.read()
-    state.mark_pending()
+    try:
+        recorded = state.read()
+        state.mark_pending()
+    except OSError as exc:
+        raise ApplyError("cannot record the pending reload in %s: %s" % (module.params["state_dir"], exc)) from exc
     try:
         result["validation"] = transaction.apply(proxy.test if validate else lambda: "")
-    except BaseException:
+    except ApplyError:
         state.restore(recorded)
         raise
     return result
@@ -163,7 +190,14 @@ def main():
                 mode=dict(type="str", default="0644"),
                 owner=dict(type="str", default="root"),
                 group=dict(type="str", default="root"),
-                secret=dict(type="bool", default=False),
+            )),
+            # Only each file's content is secret; its path, mode and owner stay readable in the output.
+            secret_files=dict(type="list", elements="dict", default=[], no_log=False, options=dict(
+                path=dict(type="path", required=True),
+                content=dict(type="str", required=True, no_log=True),
+                mode=dict(type="str", default="0600"),
+                owner=dict(type="str", default="root"),
+                group=dict(type="str", default="root"),
             )),
             absent=dict(type="list", elements="path", default=[]),
             validate=dict(type="bool", default=True),
@@ -175,6 +209,10 @@ def main():
         result = run(module)
     except (ApplyError, ProxyError) as exc:
         module.fail_json(msg="The new %s configuration was not applied: %s" % (module.params["kind"], exc))
+    except OSError as exc:
+        module.fail_json(msg="Applying the new %s configuration failed and not every file could be put back (%s); "
+                         "look at the files listed in the diff before reloading the proxy, and run the role again"
+                         % (module.params["kind"], exc))
     module.exit_json(**result)
 
 

@@ -288,6 +288,13 @@ settings:
         - The host, bracketed if IPv6, with C(:port) only when the port is not the scheme's default.
       type: str
       sample: photos.example.org:8443
+    public_host_headers:
+      description:
+        - Every C(Host) a client may send for the public URL, the only ones that reach Immich - the authority,
+          and with a default port also the host with that port written out.
+      type: list
+      elements: str
+      sample: ["photos.example.org", "photos.example.org:443"]
     backends:
       description: The backends in the order given.
       type: list

@@ -3,7 +3,7 @@
 
 Run by molecule/_shared/verify.yml once per instance, e.g.
   pytest tests/behaviour --container immich-proxy-nginx-bookworm --kind nginx \
-      --public-url https://photos.immich.test --backend-ports 2283,2284 --trusted-source 127.0.0.5 \
+      --public-url https://photos.immich.test --backend-ports 2283,2284 --trusted-proxy 127.0.0.5/32 \
       --inventory "$MOLECULE_EPHEMERAL_DIRECTORY/inventory"
 
 What a client sees is tested with real HTTP, TLS and websocket clients from the
@@ -12,6 +12,7 @@ read through testinfra's docker backend.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shlex
@@ -33,8 +34,9 @@ def pytest_addoption(parser):
     group.addoption("--tls-key-path", default=None, help="the private key the proxy serves with, inside the container")
     group.addoption("--backend-ports", default="2283,2284",
                     help="ports of the Immich test doubles in the container, as in immich_proxy_backends")
-    group.addoption("--trusted-source", default=None,
-                    help="an address in immich_proxy_trusted_proxies the suite can send from inside the container")
+    group.addoption("--trusted-proxy", default=None,
+                    help="a network of immich_proxy_trusted_proxies; the suite sends from its first address, "
+                         "inside the container")
     group.addoption("--inventory", default=None, help="molecule's inventory, for tests that re-run the role")
 
 
@@ -86,10 +88,11 @@ def backend_ports(pytestconfig):
 
 @pytest.fixture(scope="session")
 def trusted_source(pytestconfig):
-    source = pytestconfig.getoption("trusted_source")
-    if not source:
+    network = pytestconfig.getoption("trusted_proxy")
+    if not network:
         pytest.skip("the scenario trusts no proxy in front (immich_proxy_trusted_proxies is empty)")
-    return source
+    # the first usable address: a /32 is its address, a /24 not its network address
+    return str(next(iter(ipaddress.ip_network(network).hosts())))
 
 
 @pytest.fixture(scope="session")
@@ -117,11 +120,11 @@ class Converger:
         self.inventory = inventory
         self.container = container
 
-    def __call__(self, extra_vars=None, check=True):
+    def __call__(self, extra_vars=None, check=True, check_mode=False):
         if not self.inventory:
             pytest.fail("--inventory is needed to re-run the role")
         argv = [ansible_bin("ansible-playbook"), "-i", self.inventory, "-l", self.container,
-                os.path.join(ROOT, "playbooks", "site.yml")]
+                os.path.join(ROOT, "playbooks", "site.yml")] + (["--check", "--diff"] if check_mode else [])
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
         # Plain, unwrapped output whatever molecule set for its own runs;

@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -41,6 +42,8 @@ KINDS = {
         "broken_config_message": "nginx rejected the configuration",
         # a role-specific variable that reaches the config file, with a directive smuggled in
         "injection_vars": {"nginx_client_body_buffer_size": "512k;\n    return 200 pwned"},
+        # role variables of the wrong type
+        "type_error_vars": {"nginx_ipv6": "maybe", "nginx_backend_fail_timeout": "10s"},
         # an administrator's hand edit of the role's file, loaded by hand, that shows as a response header
         "hand_edit": ("sed -i 's/server_tokens off;/server_tokens off; add_header X-Hand-Edited yes always;/' "
                       "/etc/nginx/conf.d/immich-proxy.conf && nginx -t -q && systemctl reload nginx"),
@@ -139,6 +142,39 @@ def mozilla_intermediate_report(proxy):
     return result.returncode == 0 and ": OK - Compliant." in result.stdout, report
 
 
+def raw_request(proxy, scheme, host_header, path, port=None):
+    """One HTTP/1.1 request with a chosen Host: (status, or None if the proxy closed; the response head)."""
+    port = port or (proxy.https_port if scheme == "https" else proxy.http_port)
+    sock = socket.create_connection((proxy.ip, port), timeout=15)
+    try:
+        if scheme == "https":
+            # the real name as SNI, another one as Host: what a Host-header injection sends
+            sock = proxy.context().wrap_socket(sock, server_hostname=proxy.host)
+        sock.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host_header)).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            head += chunk
+    except (ConnectionResetError, ssl.SSLError):
+        return None, b""
+    finally:
+        sock.close()
+    if not head:
+        return None, head
+    return int(head.split(b" ", 2)[1]), head
+
+
+def host_probe(proxy, host, backend_ports, scheme, host_header, port=None):
+    """(status, response head, the records of the backends that received it) of a marked request with this Host."""
+    marker = "/_double/echo?host-probe=%s" % uuid.uuid4().hex
+    status, head = raw_request(proxy, scheme, host_header, marker, port)
+    reached = [record for backend in backend_ports for record in backend_json(host, backend, "/_double/requests")
+               if record["path"] == marker]
+    return status, head, reached
+
+
 @dataclass
 class Proxy:
     """The deployed proxy as a client sees it."""
@@ -159,6 +195,11 @@ class Proxy:
     @property
     def port(self):
         return self.https_port if self.scheme == "https" else self.http_port
+
+    @property
+    def host_header(self):
+        """What a client of the public URL sends as Host (the port only where the URL has one)."""
+        return urlsplit(self.public_url).netloc
 
     def context(self):
         ctx = ssl.create_default_context(cafile=self.ca_file)

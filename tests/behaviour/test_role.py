@@ -24,8 +24,11 @@ def _assert_untouched(proxy, host, traits, before):
     assert (status, payload) == (200, {"res": "pong"}), "the proxy stopped serving after a failed run"
 
 
-# The proxy's own variable carrying a smuggled directive comes from the traits of the kind.
-ROLE_VARIABLE = None
+# The proxy's own variables (a smuggled directive; values of the wrong type) come from the traits of the kind.
+ROLE_VARIABLE = "role-variable"
+TYPE_ERRORS = "type-errors"
+CONTRACT_TYPE_ERRORS = {"immich_proxy_timeout": "soon", "immich_proxy_hsts": "maybe", "immich_proxy_http_port": 80.5,
+                        "immich_proxy_public_url": "https://photos.immich.test/immich"}
 
 
 @pytest.mark.disruptive
@@ -39,11 +42,17 @@ ROLE_VARIABLE = None
      ["immich_proxy_trusted_proxies '10.0.0.0/33'", "immich_proxy_max_body_size 'lots'",
       "immich_proxy_backends 'http://127.0.0.1:2283/immich'"]),
     (ROLE_VARIABLE, None),
-], ids=["sub-path", "directive-injection", "every-problem-at-once", "role-variable-injection"])
+    (TYPE_ERRORS, None),
+], ids=["sub-path", "directive-injection", "every-problem-at-once", "role-variable-injection",
+        "type-errors-with-the-rest"])
 def test_bad_settings_fail_with_the_variable_named_and_change_nothing(proxy, host, traits, converge, bad, words):
-    if bad is ROLE_VARIABLE:
+    if bad == ROLE_VARIABLE:
         bad = traits["injection_vars"]
         words = list(bad)
+    elif bad == TYPE_ERRORS:
+        # Type errors of the contract and of the role, and a problem that is not a type error, in one run.
+        bad = dict(CONTRACT_TYPE_ERRORS, **traits["type_error_vars"])
+        words = list(bad) + ["sub-path"]
     before = _snapshot(host, traits)
     result = converge(bad, check=False)
     assert result.returncode != 0, "the role accepted %r" % bad

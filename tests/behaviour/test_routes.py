@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 import socket
-import ssl
-import uuid
 
 import pytest
 
-from harness import backend_json, mozilla_intermediate_report
+from harness import host_probe, mozilla_intermediate_report
 
 pytestmark = pytest.mark.needs(listens=True)
 
@@ -79,40 +77,13 @@ def test_tls_passes_sslyzes_mozilla_intermediate_check(proxy):
     assert compliant, "sslyze --mozilla_config=intermediate failed:\n%s" % report
 
 
-def _raw_request(proxy, scheme, host_header, path):
-    """One HTTP/1.1 request with a chosen Host; (status or None if the proxy closed, raw head)."""
-    port = proxy.https_port if scheme == "https" else proxy.http_port
-    sock = socket.create_connection((proxy.ip, port), timeout=15)
-    try:
-        if scheme == "https":
-            # the real name as SNI, another one as Host: what a Host-header injection sends
-            sock = proxy.context().wrap_socket(sock, server_hostname=proxy.host)
-        sock.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host_header)).encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            head += chunk
-    except (ConnectionResetError, ssl.SSLError):
-        return None, b""
-    finally:
-        sock.close()
-    if not head:
-        return None, head
-    return int(head.split(b" ", 2)[1]), head
-
-
 @pytest.mark.parametrize("host_header", ["evil.example", "{host}.evil.example", "{host}:9999", "127.0.0.1"])
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_request_for_another_host_never_reaches_immich(proxy, host, backend_ports, scheme, host_header):
     if scheme == "https" and proxy.scheme != "https":
         pytest.skip("the scenario serves plain HTTP")
     host_header = host_header.format(host=proxy.host)
-    marker = "/_double/echo?host-probe=%s" % uuid.uuid4().hex
-    status, head = _raw_request(proxy, scheme, host_header, marker)
-    reached = [record for port in backend_ports for record in backend_json(host, port, "/_double/requests")
-               if record["path"] == marker]
+    status, head, reached = host_probe(proxy, host, backend_ports, scheme, host_header)
     assert not reached, "Host %r reached Immich over %s: %r" % (host_header, scheme, reached)
     assert status in (None, 301, 308, 400, 403, 404, 421), (
         "Host %r over %s: expected a refusal, got %r" % (host_header, scheme, head[:200]))
@@ -121,12 +92,13 @@ def test_a_request_for_another_host_never_reaches_immich(proxy, host, backend_po
         assert location.startswith(proxy.public_url + "/"), "redirected to %r, not the public URL" % location
 
 
-def test_the_public_host_still_reaches_immich_with_a_marker(proxy, host, backend_ports):
+@pytest.mark.parametrize("written_out", [False, True], ids=["as-in-the-url", "default-port-written-out"])
+def test_the_public_host_reaches_immich(proxy, host, backend_ports, written_out):
     """The refusal test above can fail: the same marker request with the right Host is recorded."""
-    marker = "/_double/echo?host-probe=%s" % uuid.uuid4().hex
-    status, _head = _raw_request(proxy, proxy.scheme, proxy.host if proxy.port in (80, 443)
-                                 else "%s:%d" % (proxy.host, proxy.port), marker)
-    assert status == 200
-    reached = [record for port in backend_ports for record in backend_json(host, port, "/_double/requests")
-               if record["path"] == marker]
-    assert len(reached) == 1, "the marker request should reach Immich once, got %r" % reached
+    host_header = proxy.host_header
+    if written_out:
+        if ":" in host_header.rsplit("]", 1)[-1]:
+            pytest.skip("the public URL has a port of its own")
+        host_header = "%s:%d" % (host_header, proxy.port)
+    status, _head, reached = host_probe(proxy, host, backend_ports, proxy.scheme, host_header)
+    assert status == 200 and len(reached) == 1, "Host %r: HTTP %r, reached Immich %r" % (host_header, status, reached)

@@ -13,10 +13,11 @@ import re
 import socket
 import ssl
 import time
+import uuid
 
 import pytest
 
-from harness import Proxy, mozilla_intermediate_report, sh
+from harness import Proxy, host_probe, mozilla_intermediate_report, sh
 
 PEBBLE_CONFIG = {
     "pebble": {
@@ -101,7 +102,11 @@ def pebble(host, proxy):
 
 @pytest.fixture(scope="module")
 def acme_certificate(host, proxy, converge, restore_scenario, pebble, tmp_path_factory):
-    """The role run twice with immich_proxy_tls=acme against pebble; what clients are served."""
+    """The role run twice with immich_proxy_tls=acme against pebble; what clients are served.
+
+    First in check mode, before the ACME client is installed: it must predict, not fail.
+    """
+    converge(pebble, check_mode=True)
     converge(pebble)
     again = converge(pebble)
     root = copy_out(host, "/etc/pebble/root.pem", tmp_path_factory.mktemp("pebble"), "pebble-root.pem")
@@ -139,8 +144,8 @@ def test_certbots_renewal_timer_trusts_the_private_ca_and_a_renewal_reaches_clie
     assert second["serialNumber"] != first["serialNumber"], "the renewed certificate is not served after 10 s"
 
 
-def test_plain_http_on_another_port_keeps_the_port_in_host_and_the_real_scheme(
-        host, proxy, converge, restore_scenario):
+def test_plain_http_on_another_port_keeps_the_port_in_host_and_the_real_scheme_and_refuses_other_hosts(
+        host, proxy, converge, restore_scenario, backend_ports):
     plain_url = "http://%s:8080" % proxy.host
     converge({"immich_proxy_tls": "off", "immich_proxy_public_url": plain_url, "immich_proxy_http_port": 8080})
     plain = Proxy(plain_url, proxy.ip, None, 8080, proxy.https_port)
@@ -149,3 +154,60 @@ def test_plain_http_on_another_port_keeps_the_port_in_host_and_the_real_scheme(
     headers = dict((k, v) for k, v in seen["headers"])
     assert headers["Host"] == "%s:8080" % proxy.host, "Immich must see the port in Host, got %r" % headers["Host"]
     assert headers["X-Forwarded-Proto"] == "http"
+    # On a plain-HTTP server nothing redirects: only the public authority itself may reach Immich.
+    for host_header in ("evil.example", "evil.example:8080", proxy.host):
+        status, head, reached = host_probe(plain, host, backend_ports, "http", host_header)
+        assert not reached and status in (None, 400, 421), (
+            "Host %r on plain HTTP: HTTP %r, reached Immich %r" % (host_header, head[:120], reached))
+
+
+@pytest.fixture(scope="module")
+def https_backend(host):
+    """An Immich test double behind its own TLS on 2443, its certificate for immich-backend.test from a lab CA."""
+    sh(host, "mkdir -p /etc/ssl/backend && cd /etc/ssl/backend && "
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj '/CN=Backend CA' -keyout ca.key -out ca.pem "
+             "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null && "
+             "openssl req -newkey rsa:2048 -nodes -subj /CN=immich-backend.test -keyout site.key -out site.csr "
+             "2>/dev/null && printf 'subjectAltName=DNS:immich-backend.test\\n' > ext && "
+             "openssl x509 -req -in site.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile ext "
+             "-out site.pem 2>/dev/null")
+    sh(host, "grep -q ' immich-backend.test$' /etc/hosts || echo '127.0.0.1 immich-backend.test' >> /etc/hosts")
+    sh(host, "systemctl stop immich-double-tls 2>/dev/null; systemctl reset-failed immich-double-tls 2>/dev/null; "
+             "systemd-run --unit immich-double-tls /usr/bin/python3 /opt/immich-double/immich_double.py --port 2443 "
+             "--name double-tls --tls-cert /etc/ssl/backend/site.pem --tls-key /etc/ssl/backend/site.key && "
+             "for i in $(seq 50); do curl -s --cacert /etc/ssl/backend/ca.pem "
+             "https://immich-backend.test:2443/api/server/ping && exit 0; sleep 0.2; done; exit 1")
+    yield "https://immich-backend.test:2443"
+    sh(host, "systemctl stop immich-double-tls", check=False)
+
+
+def _through_the_proxy(proxy, host):
+    """(status, backend name or None, whether the request reached the https backend)."""
+    marker = "/_double/echo?backend-probe=%s" % uuid.uuid4().hex
+    status, _headers, data = proxy.request("GET", marker)
+    seen = json.loads(sh(host, "curl -s --cacert /etc/ssl/backend/ca.pem "
+                               "https://immich-backend.test:2443/_double/requests").stdout)
+    reached = any(record["path"] == marker for record in seen)
+    backend = json.loads(data).get("backend") if status == 200 else None
+    return status, backend, reached
+
+
+@pytest.mark.parametrize("ca_file, url, works", [
+    ("/etc/ssl/backend/ca.pem", "https://immich-backend.test:2443", True),
+    (None, "https://immich-backend.test:2443", False),
+    ("/etc/ssl/backend/ca.pem", "https://localhost:2443", False),
+], ids=["trusted-ca-and-name", "unknown-ca", "wrong-name"])
+def test_an_https_backend_is_used_only_when_its_certificate_and_name_verify(
+        host, proxy, converge, restore_scenario, https_backend, pytestconfig, tmp_path, ca_file, url, works):
+    # The role's own end-to-end check would (rightly) fail where the backend does not verify.
+    converge({"immich_proxy_backends": [url], "immich_proxy_backend_ca_file": ca_file, "immich_proxy_check": works})
+    # the scenario's self-signed certificate was made anew after the ACME test: trust the one served now
+    ca_path = pytestconfig.getoption("ca_path")
+    current = Proxy(proxy.public_url, proxy.ip, copy_out(host, ca_path, tmp_path, "ca.pem") if ca_path else None,
+                    proxy.http_port, proxy.https_port)
+    status, backend, reached = _through_the_proxy(current, host)
+    if works:
+        assert (status, backend) == (200, "double-tls"), "a verified https backend did not answer: %r" % status
+    else:
+        assert status == 502 and not reached, (
+            "an https backend that does not verify (%s) was used: HTTP %d, reached %s" % (url, status, reached))

@@ -35,6 +35,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import struct
 import tempfile
 import threading
@@ -442,11 +443,18 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=2283)
     parser.add_argument("--name", default=None, help="name reported in answers (default: the port)")
     parser.add_argument("--upload-dir", default=None)
+    parser.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate chain (PEM)")
+    parser.add_argument("--tls-key", default=None, help="the key of --tls-cert (PEM)")
     args = parser.parse_args()
     upload_dir = args.upload_dir or tempfile.mkdtemp(prefix="immich-double-")
     os.makedirs(upload_dir, exist_ok=True)
     Handler.state = State(args.name or f"double-{args.port}", upload_dir)
     server = Server((args.listen, args.port), Handler)
+    if args.tls_cert:
+        # An Immich behind its own TLS (an https:// backend), for the proxy's verification of it.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     server.serve_forever()
 
 

@@ -7,7 +7,7 @@ import pathlib
 
 import yaml
 
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import CONTRACT, DEFAULTS
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import CONTRACT
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
@@ -22,11 +22,6 @@ def contract_sync():
 def test_generated_defaults_and_role_specs_are_up_to_date():
     stale = contract_sync().differing()
     assert not stale, "out of date, run `python scripts/contract_sync.py`: %s" % stale
-
-
-def test_settings_defaults_come_from_the_contract_table():
-    assert {name: entry.get("default") for name, entry in CONTRACT.items() if not entry.get("required")} == {
-        name: value for name, value in DEFAULTS.items() if name in CONTRACT and not CONTRACT[name].get("required")}
 
 
 def test_the_contract_role_passes_every_variable_to_the_settings_module():

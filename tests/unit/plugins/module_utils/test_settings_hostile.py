@@ -15,6 +15,7 @@ import re
 import pytest
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils import _settings
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import PROXIES
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import (
     CONTRACT,
     OUTPUT,
@@ -26,15 +27,11 @@ from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings imp
 GOOD = {"public_url": "https://photos.example.org"}
 
 # What an adapter such as nginx's declares, plus a patterned string and a path.
-ROLE_SPEC = {
-    "nginx_ipv6": {"type": "bool"},
-    "nginx_remove_default_site": {"type": "bool"},
-    "nginx_backend_fail_timeout": {"type": "int", "min": 1, "max": 3600},
-    "nginx_client_body_buffer_size": {"type": "size", "min": 1024, "max": 64 * 1024 ** 2},
-    "nginx_extra_server_directives": {"type": "lines"},
+# The real nginx adapter's spec, so loosening it is caught, plus a patterned string and a path.
+ROLE_SPEC = dict(PROXIES["nginx"].variables, **{
     "nginx_log_format": {"type": "str", "pattern": "[a-z_]{1,32}"},
     "nginx_access_log": {"type": "path", "nullable": True},
-}
+})
 ROLE_GOOD = {
     "nginx_ipv6": "true",
     "nginx_remove_default_site": "yes",
@@ -170,6 +167,12 @@ HOSTILE = [
     ("backends", ["http://a:2283", "https://b:2283"]),
     ("backends", ["https://a.internal:2283", "https://b.internal:2283"]),
     ("backends", ["https://10.0.0.21:2283", "https://10.0.0.22:2283"]),
+    # an https backend by address: its certificate could never be verified by name
+    ("backends", ["https://10.0.0.5:2283"]),
+    ("backends", ["https://[fd00::5]:2283"]),
+    # '_' is for container names of backends only; a public name with it is no DNS name
+    ("public_url", "https://immich_server"),
+    ("backends", ["http://immich_server;:2283"]),
     ("backends", []),
     ("backends", ["http://a:%d" % port for port in range(1, 70)]),
     # ACME directory: https only, host and port checked, nothing else.
@@ -412,17 +415,22 @@ ORDINARY = [
                                                             "address": "[fd00::5]:2283",
                                                             "url": "http://[fd00::5]:2283"}]),
     ({"backends": ["http://immich-server:2283"]}, "backend_scheme", "http"),
-    ({"backends": ["http://immich_server:2283".replace("_", "-")]}, "load_balanced", False),
+    # Immich's docker-compose names its server container immich_server
+    ({"backends": ["http://immich_server:2283"]}, "backends", [{"scheme": "http", "host": "immich_server",
+                                                                "port": 2283, "address": "immich_server:2283",
+                                                                "url": "http://immich_server:2283"}]),
     ({"backends": ["http://xn--bcher-kva.example:2283"]}, "backend_tls_verify", False),
     ({"backends": ["HTTP://Immich-Server:2283/"]}, "backends", [{"scheme": "http", "host": "immich-server",
                                                                  "port": 2283, "address": "immich-server:2283",
                                                                  "url": "http://immich-server:2283"}]),
     ({"backends": ["https://immich.lan:2283", "https://immich.lan:2284"]}, "backend_tls_name", "immich.lan"),
-    ({"backends": ["https://[fd00::5]:2283"]}, "backend_tls_name", "fd00::5"),
+    ({"backends": ["https://immich-server:2283"]}, "backend_tls_name", "immich-server"),
     ({"backends": ["http://10.0.0.21:2283", "http://10.0.0.22"]}, "load_balanced", True),
     ({"public_url": "https://xn--bcher-kva.example"}, "server_name", "xn--bcher-kva.example"),
     ({"public_url": "https://photos.example.org."}, "public_url", "https://photos.example.org"),
     ({"public_url": "http://192.168.1.10:8080"}, "public_host_header", "192.168.1.10:8080"),
+    ({"public_url": "http://192.168.1.10:8080"}, "public_host_headers", ["192.168.1.10:8080"]),
+    ({"public_url": "https://[fd00::1]"}, "public_host_headers", ["[fd00::1]", "[fd00::1]:443"]),
     ({"public_url": "http://[fd00::1]:8080"}, "public_authority", "[fd00::1]:8080"),
     ({"public_url": "http://immich"}, "server_name", "immich"),
     ({"trusted_proxies": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8", "1.2.3.4",

@@ -8,6 +8,7 @@ import pwd
 
 import pytest
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.homelab.immich_proxy.plugins.modules import apply_config
 
@@ -96,13 +97,22 @@ def test_a_rejected_apply_leaves_the_record_as_it_was(tmp_path, nginx, run_modul
     assert json.loads((state / "nginx.loaded.json").read_text()) == {"digest": "abc", "pid": 7}
 
 
-def test_a_secret_file_never_shows_its_content(tmp_path, nginx, run_module):
+def test_a_secret_file_never_reaches_ansibles_output(tmp_path, nginx, monkeypatch, capsys):
+    """Through the real exit_json, which masks no_log values and returns the invocation."""
     secret = '{"TunnelSecret": "c2VjcmV0LXR1bm5lbC1rZXk="}'
-    bad = args(tmp_path, content=secret, state_dir=str(tmp_path))
-    bad["files"][0]["secret"] = True
-    bad["files"][0]["mode"] = "0600"
-    result, failed = run_module(apply_config, bad, diff=True)
-    assert not failed and result["changed"]
-    assert "c2VjcmV0" not in json.dumps(result), "the secret reached the module's result"
-    assert result["diff"][0]["after"].startswith("(secret: ")
-    assert (tmp_path / "immich.conf").read_text() == secret
+    arguments = dict(args(tmp_path), secret_files=[{"path": str(tmp_path / "credentials.json"), "content": secret,
+                                                    "owner": ME, "group": MY_GROUP}],
+                     _ansible_diff=True)
+    logged = []
+    monkeypatch.setattr(AnsibleModule, "log", lambda self, msg, log_args=None: logged.append(msg))
+    with patch_module_args(arguments), pytest.raises(SystemExit):
+        apply_config.main()
+    output = capsys.readouterr().out
+    result = json.loads(output)
+    assert not result.get("failed"), result
+    assert "c2VjcmV0" not in output, "the secret reached the module's output"
+    assert "c2VjcmV0" not in " ".join(logged), "the secret reached the host's log"
+    diff = next(d for d in result["diff"] if d["after_header"].endswith("credentials.json"))
+    assert diff["after"].startswith("(secret: ")
+    assert (tmp_path / "credentials.json").read_text() == secret
+    assert oct((tmp_path / "credentials.json").stat().st_mode & 0o777) == "0o600"
