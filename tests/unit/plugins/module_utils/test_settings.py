@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import PROXIES
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import (
     CONTRACT,
     DEFAULTS,
@@ -353,13 +354,8 @@ def test_check_settings_are_returned():
 
 # -- Role-only variables --------------------------------------------------------------
 
-NGINX_SPEC = {
-    "nginx_ipv6": {"type": "bool"},
-    "nginx_remove_default_site": {"type": "bool"},
-    "nginx_backend_fail_timeout": {"type": "int", "min": 1, "max": 3600},
-    "nginx_client_body_buffer_size": {"type": "size", "min": 1024, "max": 64 * 1024 ** 2},
-    "nginx_extra_server_directives": {"type": "lines"},
-}
+# The real adapter's spec: what the nginx role's variables are parsed with.
+NGINX_SPEC = PROXIES["nginx"].variables
 NGINX_VALUES = {
     "nginx_ipv6": "false",
     "nginx_remove_default_site": "yes",
