@@ -180,25 +180,24 @@ def run(module):
     return result
 
 
+def _file_options(mode, secret):
+    return dict(
+        path=dict(type="path", required=True),
+        content=dict(type="str", required=True, no_log=secret),
+        mode=dict(type="str", default=mode),
+        owner=dict(type="str", default="root"),
+        group=dict(type="str", default="root"),
+    )
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             kind=dict(type="str", required=True),
-            files=dict(type="list", elements="dict", default=[], options=dict(
-                path=dict(type="path", required=True),
-                content=dict(type="str", required=True),
-                mode=dict(type="str", default="0644"),
-                owner=dict(type="str", default="root"),
-                group=dict(type="str", default="root"),
-            )),
+            files=dict(type="list", elements="dict", default=[], options=_file_options("0644", secret=False)),
             # Only each file's content is secret; its path, mode and owner stay readable in the output.
-            secret_files=dict(type="list", elements="dict", default=[], no_log=False, options=dict(
-                path=dict(type="path", required=True),
-                content=dict(type="str", required=True, no_log=True),
-                mode=dict(type="str", default="0600"),
-                owner=dict(type="str", default="root"),
-                group=dict(type="str", default="root"),
-            )),
+            secret_files=dict(type="list", elements="dict", default=[], no_log=False,
+                              options=_file_options("0600", secret=True)),
             absent=dict(type="list", elements="path", default=[]),
             validate=dict(type="bool", default=True),
             state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
