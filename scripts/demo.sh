@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: a Debian 12 container with the Immich
-# test double (a stand-in for Immich), playbooks/site.yml deploys nginx in front
-# of it, playbooks/check.yml reports each end-to-end check, and a request from
-# this machine shows what Immich received. DEMO_KEEP=1 leaves the container up.
+# test double (a stand-in for Immich), playbooks/site.yml deploys the proxy that
+# KIND names (nginx by default; KIND=apache for Apache httpd) in front of it,
+# playbooks/check.yml reports each end-to-end check, and a request from this
+# machine shows what Immich received. DEMO_KEEP=1 leaves the container up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+KIND=${KIND:-nginx}
 NAME=immich-proxy-demo
 INVENTORY=inventory/demo/hosts.yml
 cleanup() { [ "${DEMO_KEEP:-0}" = 1 ] || docker rm -f "$NAME" >/dev/null 2>&1 || true; }
@@ -19,15 +21,15 @@ until docker exec "$NAME" systemctl is-system-running 2>/dev/null | grep -qE 'ru
 
 echo "== the Immich test double (stand-in for Immich) on 127.0.0.1:2283 in $NAME"
 ansible-playbook -i "$INVENTORY" tests/immich_double/install.yml
-echo "== playbooks/site.yml deploys nginx in front of it"
-ansible-playbook -i "$INVENTORY" playbooks/site.yml
+echo "== playbooks/site.yml deploys $KIND in front of it"
+ansible-playbook -i "$INVENTORY" -e "immich_proxy_kind=$KIND" playbooks/site.yml
 echo "== playbooks/check.yml checks it end to end"
-ansible-playbook -i "$INVENTORY" playbooks/check.yml
+ansible-playbook -i "$INVENTORY" -e "immich_proxy_kind=$KIND" playbooks/check.yml
 
 ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$NAME")
 ca=$(mktemp)
 docker exec "$NAME" cat /etc/immich-proxy/tls/photos.immich.test/fullchain.pem >"$ca"
-echo "== from this machine: https://photos.immich.test (at $ip)"
+echo "== from this machine: https://photos.immich.test ($KIND at $ip)"
 curl -sS --cacert "$ca" --resolve "photos.immich.test:443:$ip" https://photos.immich.test/.well-known/immich
 echo
 curl -sS --cacert "$ca" --resolve "photos.immich.test:443:$ip" https://photos.immich.test/api/server/ping

@@ -26,11 +26,15 @@ class ApplyError(Exception):
 
 
 class FileChange:
-    """One desired file (content set) or one file to remove (content None)."""
+    """One desired file (content set), one symlink (link set) or one file to remove (neither)."""
 
-    def __init__(self, path, content=None, mode=None, owner=None, group=None, secret=False):
+    def __init__(self, path, content=None, mode=None, owner=None, group=None, secret=False, link=None):
         self.path = path
         self.secret = secret
+        self.link = link
+        if link is not None:
+            # A symlink (Debian's sites-enabled and mods-enabled) is compared by its target.
+            content = ("-> %s" % link).encode()
         self.content = content.encode() if isinstance(content, str) else content
         self.mode = mode
         self.owner = owner
@@ -61,6 +65,8 @@ class FileChange:
         self.before_meta = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
 
     def _desired_meta(self):
+        if self.link is not None:
+            return ("link", None, None)
         try:
             mode = int(self.mode, 8) if isinstance(self.mode, str) else self.mode
         except ValueError:
@@ -126,6 +132,12 @@ class Transaction:
         directory = os.path.dirname(change.path)
         if not os.path.isdir(directory):
             raise ApplyError("directory %s does not exist (is the proxy package installed?)" % directory)
+        if change.link is not None:
+            tmp = os.path.join(directory, ".%s.%s%s" % (os.path.basename(change.path), uuid.uuid4().hex[:8],
+                                                        self.SUFFIX_NEW))
+            os.symlink(change.link, tmp)
+            self.staged[change.path] = tmp
+            return
         handle, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(change.path),
                                        suffix=self.SUFFIX_NEW)
         try:

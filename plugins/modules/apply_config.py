@@ -91,6 +91,25 @@ options:
         description: Group name.
         type: str
         default: root
+  links:
+    description:
+      - Symbolic links to create in the same transaction, such as Debian's C(sites-enabled) and C(mods-enabled)
+        entries that C(a2ensite) and C(a2enmod) would make, so that enabling a site or module is tested and
+        rolled back with the files it needs.
+      - A link is changed when it points elsewhere; a regular file in its place is replaced.
+    type: list
+    elements: dict
+    default: []
+    version_added: 0.2.0
+    suboptions:
+      path:
+        description: Absolute path of the link. Its directory must exist.
+        type: path
+        required: true
+      src:
+        description: What the link points to, written as given (a relative target stays relative).
+        type: str
+        required: true
   absent:
     description: Files (or symlinks) to remove in the same transaction, such as a distribution's default site.
     type: list
@@ -117,6 +136,18 @@ EXAMPLES = r"""
     absent:
       - /etc/nginx/sites-enabled/default
   register: immich_nginx_config
+
+- name: Enable an Apache site and the modules it needs, or leave the old config serving
+  homelab.immich_proxy.apply_config:
+    kind: apache
+    files:
+      - path: /etc/apache2/sites-available/immich-proxy.conf
+        content: "{{ lookup('ansible.builtin.template', 'immich-proxy.conf.j2') }}"
+    links:
+      - path: /etc/apache2/sites-enabled/immich-proxy.conf
+        src: ../sites-available/immich-proxy.conf
+      - path: /etc/apache2/mods-enabled/proxy_http.load
+        src: ../mods-available/proxy_http.load
 """
 
 RETURN = r"""
@@ -150,6 +181,7 @@ def run(module):
                for f in module.params["files"]]
     changes += [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"], secret=True)
                 for f in module.params["secret_files"]]
+    changes += [FileChange(link["path"], link=link["src"]) for link in module.params["links"]]
     changes += [FileChange(path) for path in module.params["absent"]]
     transaction = Transaction(changes)
     pending = transaction.pending
@@ -198,6 +230,8 @@ def main():
             # Only each file's content is secret; its path, mode and owner stay readable in the output.
             secret_files=dict(type="list", elements="dict", default=[], no_log=False,
                               options=_file_options("0600", secret=True)),
+            links=dict(type="list", elements="dict", default=[],
+                       options=dict(path=dict(type="path", required=True), src=dict(type="str", required=True))),
             absent=dict(type="list", elements="path", default=[]),
             validate=dict(type="bool", default=True),
             state_dir=dict(type="path", default=DEFAULT_STATE_DIR),

@@ -48,6 +48,19 @@ KINDS = {
         "hand_edit": ("sed -i 's/server_tokens off;/server_tokens off; add_header X-Hand-Edited yes always;/' "
                       "/etc/nginx/conf.d/immich-proxy.conf && nginx -t -q && systemctl reload nginx"),
     },
+    "apache": {
+        "acme": "certbot",
+        "listens": True,
+        "service": "apache2",
+        "processes": ["apache2"],
+        "config_dirs": ["/etc/apache2", "/etc/immich-proxy"],
+        "broken_config_vars": {"apache_extra_vhost_directives": ["ImmichProxyNoSuchDirective on"]},
+        "broken_config_message": "apache rejected the configuration",
+        "injection_vars": {"apache_log_level": "warn\n    ProxyPass /x http://evil.example/"},
+        "type_error_vars": {"apache_http2": "maybe", "apache_backend_retry": "10s"},
+        "hand_edit": ("sed -i 's/ServerSignature Off/ServerSignature Off\\n    Header always set X-Hand-Edited yes/' "
+                      "/etc/apache2/sites-available/immich-proxy.conf && apache2ctl -t && systemctl reload apache2"),
+    },
 }
 
 
@@ -166,10 +179,16 @@ def raw_request(proxy, scheme, host_header, path, port=None):
     return int(head.split(b" ", 2)[1]), head
 
 
-def host_probe(proxy, host, backend_ports, scheme, host_header, port=None):
-    """(status, response head, the records of the backends that received it) of a marked request with this Host."""
+def host_probe(proxy, host, backend_ports, scheme, host_header, port=None, absolute_host=None):
+    """(status, response head, the records of the backends that received it) of a marked request with this Host.
+
+    With ``absolute_host`` the request line names that host in absolute form (``GET http://host/path``, whatever
+    the connection), which HTTP says wins over the Host header: what a client that uses the proxy as an open
+    forward proxy sends.
+    """
     marker = "/_double/echo?host-probe=%s" % uuid.uuid4().hex
-    status, head = raw_request(proxy, scheme, host_header, marker, port)
+    target = "http://%s%s" % (absolute_host, marker) if absolute_host else marker
+    status, head = raw_request(proxy, scheme, host_header, target, port)
     reached = [record for backend in backend_ports for record in backend_json(host, backend, "/_double/requests")
                if record["path"] == marker]
     return status, head, reached

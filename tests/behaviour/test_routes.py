@@ -92,6 +92,18 @@ def test_a_request_for_another_host_never_reaches_immich(proxy, host, backend_po
         assert location.startswith(proxy.public_url + "/"), "redirected to %r, not the public URL" % location
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_an_absolute_uri_for_another_host_never_reaches_immich(proxy, host, backend_ports, scheme):
+    """No open proxy: ``GET http://evil.example/...`` with the public Host is refused, not passed on."""
+    if scheme == "https" and proxy.scheme != "https":
+        pytest.skip("the scenario serves plain HTTP")
+    status, head, reached = host_probe(proxy, host, backend_ports, scheme, proxy.host_header,
+                                       absolute_host="evil.example")
+    assert not reached, "an absolute URI for evil.example reached Immich over %s: %r" % (scheme, reached)
+    assert status in (None, 301, 308, 400, 403, 404, 421), (
+        "an absolute URI for evil.example over %s: expected a refusal, got %r" % (scheme, head[:200]))
+
+
 @pytest.mark.parametrize("written_out", [False, True], ids=["as-in-the-url", "default-port-written-out"])
 def test_the_public_host_reaches_immich(proxy, host, backend_ports, written_out):
     """The refusal test above can fail: the same marker request with the right Host is recorded."""

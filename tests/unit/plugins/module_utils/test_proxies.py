@@ -28,6 +28,7 @@ class Module:
 # kind -> (the in-place test argv, the command that dumps the effective config)
 COMMANDS = {
     "nginx": (["/usr/sbin/nginx", "-t", "-q"], ("/usr/sbin/nginx", "-T", "-q")),
+    "apache": (["/usr/sbin/apache2ctl", "-t"], ("/usr/sbin/apache2ctl", "-t", "-D", "DUMP_INCLUDES")),
 }
 
 
@@ -133,5 +134,17 @@ def test_a_proxy_without_a_checker_is_not_tested():
 
 
 def test_an_unknown_kind_names_the_known_ones():
-    with pytest.raises(_proxies.ProxyError, match="unknown proxy kind 'lighttpd'; known: nginx"):
+    with pytest.raises(_proxies.ProxyError, match="unknown proxy kind 'lighttpd'; known: apache, nginx"):
         _proxies.proxy_class("lighttpd")
+
+
+def test_apaches_effective_config_is_every_file_it_includes(tmp_path):
+    site = tmp_path / "immich-proxy.conf"
+    site.write_text("ProxyTimeout 600")
+    listing = "Included configuration files:\n  (*) %s\n    (146) %s\n" % (tmp_path / "apache2.conf", site)
+    module = Module({("/usr/sbin/apache2ctl", "-t", "-D", "DUMP_INCLUDES"): (0, listing, "")})
+    proxy = _proxies.get_proxy("apache", module)
+    first = proxy.config_digest()
+    assert "ProxyTimeout 600" in proxy.effective_config()
+    site.write_text("ProxyTimeout 900")
+    assert proxy.config_digest() != first, "a changed included file must change the digest"

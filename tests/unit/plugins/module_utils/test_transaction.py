@@ -110,3 +110,41 @@ def test_a_symlink_to_remove_is_restored_as_a_symlink(tmp_path):
     with pytest.raises(ApplyError):
         tx.apply(proxy_test)
     assert os.readlink(tmp_path / "enabled") == str(tmp_path / "site")
+
+
+def test_links_land_with_the_files_and_are_compared_by_target(tmp_path):
+    (tmp_path / "available").mkdir()
+    (tmp_path / "enabled").mkdir()
+    (tmp_path / "available" / "site.conf").write_text("site")
+    link = tmp_path / "enabled" / "site.conf"
+    seen = {}
+
+    def proxy_test():
+        seen["through the link"] = link.read_text()
+        return ""
+
+    tx = Transaction([FileChange(str(link), link="../available/site.conf")])
+    assert [c.path for c in tx.pending] == [str(link)]
+    tx.apply(proxy_test)
+    assert seen == {"through the link": "site"}, "the test must see the link in place"
+    assert os.readlink(link) == "../available/site.conf"
+    assert listing(tmp_path / "enabled") == ["site.conf"], "no staging links may be left"
+    assert Transaction([FileChange(str(link), link="../available/site.conf")]).pending == []
+    elsewhere = Transaction([FileChange(str(link), link="../available/other.conf")])
+    assert [c.diff()["after"] for c in elsewhere.pending] == ["-> ../available/other.conf"]
+
+
+def test_a_rejected_candidate_removes_new_links_and_puts_a_replaced_file_back(tmp_path):
+    (tmp_path / "mod.load").write_text("LoadModule")
+    (tmp_path / "plain.conf").write_text("a regular file where a link is wanted")
+
+    def proxy_test():
+        raise RuntimeError("rejected")
+
+    tx = Transaction([FileChange(str(tmp_path / "new.load"), link="mod.load"),
+                      FileChange(str(tmp_path / "plain.conf"), link="mod.load")])
+    with pytest.raises(ApplyError):
+        tx.apply(proxy_test)
+    assert listing(tmp_path) == ["mod.load", "plain.conf"]
+    assert not os.path.islink(tmp_path / "plain.conf")
+    assert (tmp_path / "plain.conf").read_text() == "a regular file where a link is wanted"

@@ -116,3 +116,21 @@ def test_a_secret_file_never_reaches_ansibles_output(tmp_path, nginx, monkeypatc
     assert diff["after"].startswith("(secret: ")
     assert (tmp_path / "credentials.json").read_text() == secret
     assert oct((tmp_path / "credentials.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_links_are_made_with_the_files_and_undone_with_them_when_apache_refuses(tmp_path, nginx, run_module):
+    (tmp_path / "available").mkdir()
+    (tmp_path / "enabled").mkdir()
+    link = {"path": str(tmp_path / "enabled" / "immich.conf"), "src": "../available/immich.conf"}
+    calls, verdict = nginx
+    verdict.update(rc=1, err="AH00526: Syntax error on line 3 of immich.conf: Invalid command 'Bogus'")
+    result, failed = run_module(apply_config, dict(args(tmp_path), kind="apache", links=[link]))
+    assert failed and "apache rejected the configuration" in result["msg"] and "Bogus" in result["msg"]
+    assert calls == [["/usr/sbin/apache2ctl", "-t"]]
+    assert os.listdir(tmp_path / "enabled") == [] and not (tmp_path / "immich.conf").exists()
+    verdict.update(rc=0, err="Syntax OK")
+    result, failed = run_module(apply_config, dict(args(tmp_path), kind="apache", links=[link]), diff=True)
+    assert not failed and sorted(result["changed_files"]) == sorted([link["path"], str(tmp_path / "immich.conf")])
+    assert os.readlink(link["path"]) == "../available/immich.conf"
+    result, failed = run_module(apply_config, dict(args(tmp_path), kind="apache", links=[link]))
+    assert not failed and not result["changed"], "a link that already points there is no change"
