@@ -265,6 +265,7 @@ class Apache(WorkersUnderMaster):
                 parts.append("# %s: %s" % (path, exc))
         return "\n".join(parts)
 
+
 PROXIES = {cls.name: cls for cls in (Nginx, Apache)}
 
 
