@@ -43,7 +43,7 @@ TOP_LEVEL = {
     "edge-ip-version": "str", "edge-bind-address": "str", "region": "str", "post-quantum": "bool",
     "pidfile": "str", "tag": "list", "management-hostname": "str",
 }
-RULE_KEYS = ("hostname", "path", "service", "originRequest")
+RULE = {"hostname": "str", "path": "str", "service": "str", "originRequest": "origin"}
 ORIGIN_REQUEST = {
     "connectTimeout": "duration", "tlsTimeout": "duration", "tcpKeepAlive": "duration",
     "noHappyEyeballs": "bool", "keepAliveConnections": "int", "keepAliveTimeout": "duration",
@@ -173,7 +173,7 @@ def check_service(service, bastion=False):
     """Why cloudflared would refuse ``service`` as a rule's service, or None (ingress.go validateIngress)."""
     if bastion:
         return None
-    if not isinstance(service, str) or service == "":
+    if not service:
         return "is missing: every rule needs a service"
     if service.startswith("unix:") or service.startswith("unix+tls:"):
         return None if service.split(":", 1)[1] else "names no socket path"
@@ -257,27 +257,23 @@ def validate_ingress(rules, origin_request=None):
     default_bastion = isinstance(origin_request, dict) and origin_request.get("bastionMode") is True
     for index, rule in enumerate(rules):
         where = "ingress[%d]" % index
+        _check_map(rule, RULE, where, problems, nested={"origin": _check_origin})
         if not isinstance(rule, dict):
-            problems.append("%s must be a mapping with hostname, path, service" % where)
             continue
-        for key in rule:
-            if key not in RULE_KEYS:
-                problems.append("%s.%s is not a key of an ingress rule (known: %s)"
-                                % (where, key, ", ".join(RULE_KEYS)))
         origin = rule.get("originRequest")
-        if origin is not None:
-            _check_origin(origin, where + ".originRequest", problems)
         bastion = origin.get("bastionMode") if isinstance(origin, dict) and "bastionMode" in origin else default_bastion
-        problem = check_service(rule.get("service"), bastion=bastion is True)
+        service = rule.get("service")
+        # (a value of the wrong type is reported once, by _check_map)
+        problem = check_service(service, bastion=bastion is True) if isinstance(service, str) or service is None \
+            else None
         if problem:
             problems.append("%s.service %r %s" % (where, rule.get("service"), problem))
         hostname = rule.get("hostname", "")
-        problem = check_hostname(hostname if hostname is not None else "")
+        problem = check_hostname(hostname) if isinstance(hostname, str) else None
         if problem:
             problems.append("%s.hostname %r %s" % (where, hostname, problem))
         path = rule.get("path") or ""
         if not isinstance(path, str):
-            problems.append("%s.path must be a string (a regular expression)" % where)
             path = ""
         elif path:
             problem = check_path_regex(path)

@@ -183,3 +183,9 @@ def test_cloudflareds_own_matching_cases():
     assert matching_rule(table, "https://tunnel-b.example.com/health") == 1
     assert matching_rule(table, "https://tunnel-b.example.com/index.html") == 2
     assert matching_rule(table, "https://tunnel-c.example.com/") == 2
+
+
+def test_a_value_of_the_wrong_type_is_reported_once_with_its_place():
+    problems = validate_ingress(catch_all({"hostname": ["a.example.com"], "service": 8080}))
+    assert problems == ["ingress[0].hostname ['a.example.com'] must be a string",
+                        "ingress[0].service 8080 must be a string"], problems
