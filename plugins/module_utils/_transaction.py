@@ -133,8 +133,7 @@ class Transaction:
         if not os.path.isdir(directory):
             raise ApplyError("directory %s does not exist (is the proxy package installed?)" % directory)
         if change.link is not None:
-            tmp = os.path.join(directory, ".%s.%s%s" % (os.path.basename(change.path), uuid.uuid4().hex[:8],
-                                                        self.SUFFIX_NEW))
+            tmp = _sibling(change.path, self.SUFFIX_NEW)
             os.symlink(change.link, tmp)
             self.staged[change.path] = tmp
             return
@@ -155,9 +154,7 @@ class Transaction:
 
     def _keep(self, change):
         # A hard link keeps the live file without a moment in which it is missing.
-        directory = os.path.dirname(change.path)
-        keep = os.path.join(directory, ".%s.%s%s" % (os.path.basename(change.path), uuid.uuid4().hex[:8],
-                                                     self.SUFFIX_OLD))
+        keep = _sibling(change.path, self.SUFFIX_OLD)
         os.link(change.path, keep, follow_symlinks=False)
         self.kept[change.path] = keep
 
@@ -208,6 +205,11 @@ class Transaction:
             if os.path.lexists(kept):
                 os.unlink(kept)
         self.kept = {}
+
+
+def _sibling(path, suffix):
+    """A hidden, unique name next to ``path`` (same directory, so a rename is atomic)."""
+    return os.path.join(os.path.dirname(path), ".%s.%s%s" % (os.path.basename(path), uuid.uuid4().hex[:8], suffix))
 
 
 def _fsync_dirs(paths):
