@@ -294,6 +294,9 @@ def _body_size_verdict(sock, target, size, announced):
         sock.settimeout(min(CONTINUE_GRACE, target.timeout))
         try:
             status, headers, rest = _read_interim_or_final(sock, rest)
+            # Immich's own 100, relayed after the proxy's (Caddy 2.7+ passes 1xx answers on)
+            while status == 100:
+                status, headers, rest = _read_interim_or_final(sock, rest)
         except socket.timeout:
             return Check("body_size", True, "%s was admitted: the proxy answered 100 Continue and waited for the "
                          "body" % announced)

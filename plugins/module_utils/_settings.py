@@ -990,6 +990,45 @@ def _parse_role(role_spec, role_values, report):
 
 # -- The settings the roles render ------------------------------------------------
 
+_OCTET_ANY = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+
+
+def _network_regex(network):
+    """A regex that matches exactly the addresses of ``network`` as they appear in X-Forwarded-For, or None.
+
+    IPv4 networks of any size, and single IPv6 addresses (in RFC 5952's form and
+    written out in full); an IPv6 network has too many spellings to match as text.
+    """
+    if network.version == 6:
+        if network.prefixlen != 128:
+            return None
+        address = network.network_address
+        return "(?:%s)" % "|".join(sorted({re.escape(address.compressed), re.escape(address.exploded)}))
+    octets = network.network_address.packed
+    full, partial_bits = divmod(network.prefixlen, 8)
+    parts = [str(octet) for octet in octets[:full]]
+    if partial_bits:
+        first = octets[full]
+        parts.append("(?:%s)" % "|".join(str(n) for n in range(first, first + 2 ** (8 - partial_bits))))
+    parts += [_OCTET_ANY] * (4 - len(parts))
+    return r"\.".join(parts)
+
+
+def _trusted_chain_regex(networks):
+    """For proxies without a real-IP module (Caddy): a regex over a trusted peer's X-Forwarded-For.
+
+    Group 1 is the chain up to the real client (the trusted proxies' own entries
+    at its end cut off), group 2 the real client: the right-most entry that is
+    not a trusted proxy, as nginx's real_ip_recursive finds it. RE2 and Python
+    alike (Go's regexp prefers the shortest lazy match, as Perl does). None when
+    there is no trusted proxy, or one that cannot be matched as text.
+    """
+    alternatives = [_network_regex(network) for network in networks]
+    if not alternatives or None in alternatives:
+        return None
+    return r"^\s*((?:[^,]*,)*?\s*([^,\s]+))(?:\s*,\s*(?:%s))*\s*$" % "|".join(alternatives)
+
+
 def _tls_files(values):
     """Where the proxy reads its certificate: the user's files, or the role-managed pair per host name."""
     tls, host = values["tls"], values["public_url"]["host"]
@@ -1063,6 +1102,7 @@ def _build(values, role):
         "hsts_max_age": values["hsts_max_age"],
         "trusted_proxies": [str(network) for network in values["trusted_proxies"]],
         "trusted_proxies_allow_any": values["trusted_proxies_allow_any"],
+        "trusted_proxies_regex": _trusted_chain_regex(values["trusted_proxies"]),
         "tls_protocols": list(TLS_PROTOCOLS),
         "tls_ciphers": list(TLS_CIPHERS),
         "tls_curves": list(TLS_CURVES),
@@ -1191,6 +1231,8 @@ OUTPUT = {
     "hsts_max_age": ("hsts_max_age", _Int(0, MAX_HSTS_MAX_AGE)),
     "trusted_proxies": ("trusted_proxies", _List(_Text(r"(?:%s|%s)/[0-9]{1,3}" % (_IPV4, _IPV6)))),
     "trusted_proxies_allow_any": ("trusted_proxies_allow_any", _Bool()),
+    # regex syntax only: no quote, brace, backtick, blank or line break reaches a config
+    "trusted_proxies_regex": ("trusted_proxies", _Text(r"\^[0-9a-f:.|()?*+,\[\]^\\s-]+\$", nullable=True)),
     "tls_protocols": ("tls", _List(_Text(_exactly(*TLS_PROTOCOLS)))),
     "tls_ciphers": ("tls", _List(_Text(_exactly(*TLS_CIPHERS)))),
     "tls_curves": ("tls", _List(_Text(_exactly(*TLS_CURVES)))),

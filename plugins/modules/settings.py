@@ -428,6 +428,14 @@ settings:
       description: Whether C(0.0.0.0/0) or C(::/0) was explicitly allowed among the trusted proxies.
       type: bool
       sample: false
+    trusted_proxies_regex:
+      description:
+        - For proxies without a real-IP module (Caddy), a regular expression (RE2 and Python) over a trusted
+          proxy's C(X-Forwarded-For); group 1 is the chain up to the real client, group 2 the real client (the
+          right-most address that is not a trusted proxy).
+        - Null without trusted proxies, or when one is an IPv6 network (its addresses have too many spellings).
+      type: str
+      sample: null
     tls_protocols:
       description: TLS protocol versions of Mozilla's intermediate profile.
       type: list
@@ -489,6 +497,27 @@ settings:
           description: The shell line certbot's deploy hook runs after a renewal, or null.
           type: str
           sample: nginx -t -q && systemctl reload nginx
+        key_reader:
+          description: The system user that reads the private key itself (Caddy's C(caddy)), or null where the
+            proxy reads it as root.
+          type: str
+          sample: null
+        key_group:
+          description: The group of the role-managed private key (C(root), or the key reader's group).
+          type: str
+          sample: root
+        key_mode:
+          description: The mode of the role-managed private key (C(0600), or C(0640) for a key reader's group).
+          type: str
+          sample: "0600"
+        config_path:
+          description: The proxy's main config file where the adapter names it (Caddy's Caddyfile), or null.
+          type: str
+          sample: null
+        admin_socket:
+          description: The unix socket of the proxy's admin API (Caddy), or null.
+          type: str
+          sample: null
 """
 
 import copy
@@ -538,6 +567,10 @@ def main():
                                        role_values=role_values)
     except SettingsError as exc:
         module.fail_json(msg="Invalid Immich proxy settings: " + "; ".join(exc.problems), problems=exc.problems)
+    problems = adapter.settings_problems(settings) if role_values is not None else []
+    if problems:
+        module.fail_json(msg="Invalid Immich proxy settings for %s: %s" % (adapter.name, "; ".join(problems)),
+                         problems=problems)
     for warning in warnings:
         module.warn(warning)
     settings["proxy"] = adapter.describe()

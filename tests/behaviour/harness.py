@@ -36,6 +36,15 @@ KINDS = {
         "listens": True,
         "service": "nginx",
         "processes": ["nginx"],
+        # who may read the private key besides root: the group of a proxy that reads it as its own user
+        "key_group": "root",
+        # a shell test on the host: does the proxy read what a client still sends after refusing its body, so that
+        # the client sees the 413? (Caddy 2.6 closes the connection instead: README)
+        "refused_body_drained": "true",
+        # where the ACME client keeps accounts and certificates ({host}: the public host), forgotten before
+        # a test against a new pebble (a new root each time)
+        "acme_state": ["/etc/letsencrypt/live/{host}", "/etc/letsencrypt/archive/{host}",
+                       "/etc/letsencrypt/renewal/{host}.conf", "/etc/letsencrypt/accounts/127.0.0.1:14000"],
         "config_dirs": ["/etc/nginx", "/etc/immich-proxy"],
         # a directive the proxy's own checker rejects, given through the role's escape hatch
         "broken_config_vars": {"nginx_extra_server_directives": ["immich_proxy_no_such_directive on;"]},
@@ -53,6 +62,10 @@ KINDS = {
         "listens": True,
         "service": "apache2",
         "processes": ["apache2"],
+        "key_group": "root",
+        "refused_body_drained": "true",
+        "acme_state": ["/etc/letsencrypt/live/{host}", "/etc/letsencrypt/archive/{host}",
+                       "/etc/letsencrypt/renewal/{host}.conf", "/etc/letsencrypt/accounts/127.0.0.1:14000"],
         "config_dirs": ["/etc/apache2", "/etc/immich-proxy"],
         "broken_config_vars": {"apache_extra_vhost_directives": ["ImmichProxyNoSuchDirective on"]},
         "broken_config_message": "apache rejected the configuration",
@@ -60,6 +73,22 @@ KINDS = {
         "type_error_vars": {"apache_http2": "maybe", "apache_backend_retry": "10s"},
         "hand_edit": ("sed -i 's/ServerSignature Off/ServerSignature Off\\n    Header always set X-Hand-Edited yes/' "
                       "/etc/apache2/sites-available/immich-proxy.conf && apache2ctl -t && systemctl reload apache2"),
+    },
+    "caddy": {
+        "acme": "builtin",
+        "listens": True,
+        "service": "caddy",
+        "processes": ["caddy"],
+        "key_group": "caddy",
+        "refused_body_drained": "caddy version | grep -qvE '^v?2\\.[0-6]\\.'",
+        "acme_state": ["/var/lib/caddy/.local/share/caddy/certificates", "/var/lib/caddy/.local/share/caddy/acme"],
+        "config_dirs": ["/etc/caddy", "/etc/immich-proxy"],
+        "broken_config_vars": {"caddy_extra_site_directives": ["immich_proxy_no_such_directive on"]},
+        "broken_config_message": "caddy rejected the configuration",
+        "injection_vars": {"caddy_lb_policy": "first\n\t\trespond 200 pwned"},
+        "type_error_vars": {"caddy_http3": "maybe", "caddy_fail_duration": "30s"},
+        "hand_edit": ("sed -i 's/^\\t\\theader -Server$/\\t\\theader -Server\\n\\t\\theader X-Hand-Edited yes/' "
+                      "/etc/caddy/Caddyfile && systemctl reload caddy"),
     },
 }
 

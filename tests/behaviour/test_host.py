@@ -21,7 +21,12 @@ def test_the_proxy_listens_on_the_contracts_ports(host, proxy):
     assert all(listening.values()), "not listening on every port of the contract: %r" % listening
 
 
-def test_the_private_key_is_readable_by_root_only(host, pytestconfig):
+def _key_mode(traits):
+    """0600, or 0640 where the proxy reads the key as its own user (its group may read, no one else)."""
+    return 0o600 if traits["key_group"] == "root" else 0o640
+
+
+def test_the_private_key_is_readable_by_root_and_the_proxy_only(host, pytestconfig, traits):
     path = pytestconfig.getoption("tls_key_path")
     if not path:
         pytest.skip("the scenario serves plain HTTP: there is no key")
@@ -29,15 +34,19 @@ def test_the_private_key_is_readable_by_root_only(host, pytestconfig):
     if key.is_symlink:
         key = host.file(key.linked_to)
     assert key.exists, "%s is missing" % path
-    assert (key.user, key.group) == ("root", "root"), "%s belongs to %s:%s" % (path, key.user, key.group)
-    assert key.mode & 0o077 == 0, "%s has mode %o: others can read the private key" % (path, key.mode)
+    owner = ("root", traits["key_group"])
+    assert (key.user, key.group) == owner, "%s belongs to %s:%s, not %s:%s" % ((path, key.user, key.group) + owner)
+    assert key.mode & ~_key_mode(traits) & 0o777 == 0, "%s has mode %o: others can read the private key" % (
+        path, key.mode)
+    others = sh(host, "runuser -u nobody -- cat %s" % path, check=False)
+    assert others.rc != 0, "user nobody can read %s" % path
 
 
 @pytest.mark.disruptive
-def test_a_run_makes_a_loosened_private_key_private_again(host, pytestconfig, converge):
+def test_a_run_makes_a_loosened_private_key_private_again(host, pytestconfig, converge, traits):
     path = pytestconfig.getoption("tls_key_path")
     if not path or host.file(path).is_symlink:
         pytest.skip("no key of the role's own to look after (plain HTTP, or certbot's files)")
     sh(host, "chmod 0644 %s" % path)
     converge()
-    assert host.file(path).mode == 0o600, "the run left %s at mode %o" % (path, host.file(path).mode)
+    assert host.file(path).mode == _key_mode(traits), "the run left %s at mode %o" % (path, host.file(path).mode)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import socket
 import ssl
 import time
@@ -56,7 +57,7 @@ def copy_out(host, path, tmp_path, name):
     return str(local)
 
 
-def test_provided_certificate_files_are_served(host, proxy, converge, restore_scenario, tmp_path):
+def test_provided_certificate_files_are_served(host, proxy, traits, converge, restore_scenario, tmp_path):
     sh(host, "mkdir -p /etc/ssl/lab && cd /etc/ssl/lab && "
              "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj '/CN=Lab CA' -keyout ca.key -out ca.pem "
              "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null && "
@@ -64,6 +65,13 @@ def test_provided_certificate_files_are_served(host, proxy, converge, restore_sc
              "printf 'subjectAltName=DNS:%s\\n' > ext && "
              "openssl x509 -req -in site.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile ext "
              "-out site.pem 2>/dev/null && chmod 600 site.key" % (proxy.host, proxy.host))
+    provided = {"immich_proxy_tls": "provided", "immich_proxy_tls_cert": "/etc/ssl/lab/site.pem",
+                "immich_proxy_tls_key": "/etc/ssl/lab/site.key", "immich_proxy_check_ca_path": "/etc/ssl/lab/ca.pem"}
+    if traits["key_group"] != "root":
+        # a proxy that reads the key as its own user: a key only root reads is refused, naming the variable
+        refused = converge(provided, check=False)
+        assert refused.returncode != 0 and "immich_proxy_tls_key" in refused.output, refused.output[-3000:]
+        sh(host, "chgrp %s /etc/ssl/lab/site.key && chmod 640 /etc/ssl/lab/site.key" % traits["key_group"])
     converge({"immich_proxy_tls": "provided", "immich_proxy_tls_cert": "/etc/ssl/lab/site.pem",
               "immich_proxy_tls_key": "/etc/ssl/lab/site.key", "immich_proxy_check_ca_path": "/etc/ssl/lab/ca.pem"})
     ca_file = copy_out(host, "/etc/ssl/lab/ca.pem", tmp_path, "lab-ca.pem")
@@ -76,12 +84,11 @@ def test_provided_certificate_files_are_served(host, proxy, converge, restore_sc
 
 
 @pytest.fixture(scope="module")
-def pebble(host, proxy):
+def pebble(host, proxy, traits):
     """Debian's pebble, a real ACME server for tests, inside the proxy's container; stopped afterwards."""
     sh(host, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q pebble >/dev/null")
     # pebble starts empty with a new root each time: forget an earlier run's account and certificate
-    sh(host, "cd /etc/letsencrypt 2>/dev/null || exit 0; rm -rf live/%s archive/%s renewal/%s.conf "
-             "accounts/127.0.0.1:14000" % (proxy.host, proxy.host, proxy.host))
+    sh(host, "rm -rf %s" % " ".join(shlex.quote(path.format(host=proxy.host)) for path in traits["acme_state"]))
     sh(host, "mkdir -p /etc/pebble && cd /etc/pebble && "
              "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=pebble -keyout api.key -out api.pem "
              "-addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null")

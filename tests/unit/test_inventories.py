@@ -45,8 +45,9 @@ def test_every_host_of_the_inventory_passes_the_contract_for_its_kind(inventory)
         values = dict(role_defaults(kind), **{k: v for k, v in variables.items() if k in adapter.variables})
         settings, _warnings = normalise(raw, role_spec=adapter.variables, role_values=values)
         assert settings["public_url"].startswith("https://")
+        assert adapter.settings_problems(settings) == [], "%s in inventory/%s" % (name, inventory)
 
 
 def test_the_example_inventory_shows_every_http_proxy_kind_we_ship():
     kinds = {variables[PREFIX + "kind"] for variables in hosts("example").values()}
-    assert {"nginx", "apache"} <= kinds, "inventory/example shows only %s" % sorted(kinds)
+    assert {"nginx", "apache", "caddy"} <= kinds, "inventory/example shows only %s" % sorted(kinds)

@@ -177,6 +177,9 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
     ((IMMICH_401, HOLD), "that is Immich asking for a login"),
     # 102/103 interim answers before the 100
     ((b"HTTP/1.1 103 Early Hints\r\nLink: </app.js>\r\n\r\n" + CONTINUE, HOLD), "answered 100 Continue"),
+    # Caddy 2.7+ says 100 itself and then relays Immich's own 100
+    ((CONTINUE, CONTINUE, HOLD), "answered 100 Continue and waited for the body"),
+    ((CONTINUE + CONTINUE, IMMICH_401, HOLD), "answered 100 Continue, then HTTP 401"),
 ])
 def test_100_continue_or_immichs_own_answer_admits_the_size(target, answers, seen):
     probe = target(*answers)

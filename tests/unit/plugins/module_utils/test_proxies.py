@@ -2,9 +2,15 @@
 """Each adapter, through a patched run_command: what it runs and how it reads the answers."""
 from __future__ import annotations
 
+import json
+import re
+import socket
+import threading
+
 import pytest
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils import _proxies
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import normalise
 
 
 class Module:
@@ -29,6 +35,10 @@ class Module:
 COMMANDS = {
     "nginx": (["/usr/sbin/nginx", "-t", "-q"], ("/usr/sbin/nginx", "-T", "-q")),
     "apache": (["/usr/sbin/apache2ctl", "-t"], ("/usr/sbin/apache2ctl", "-t", "-D", "DUMP_INCLUDES")),
+    # caddy validates as its own user, who reads the key
+    "caddy": (["/usr/sbin/runuser", "-u", "caddy", "--", "/usr/sbin/caddy", "validate", "--adapter", "caddyfile",
+               "--config", "/etc/caddy/Caddyfile"],
+              ("/usr/sbin/caddy", "adapt", "--adapter", "caddyfile", "--config", "/etc/caddy/Caddyfile")),
 }
 
 
@@ -43,7 +53,9 @@ def test_the_adapter_declares_how_it_takes_a_config(kind):
     assert cls.strategy in _proxies.STRATEGIES
     assert cls.acme in ("certbot", "builtin", "none")
     assert (cls.deploy_hook is not None) == (cls.acme == "certbot"), "certbot needs a deploy hook, others none"
-    assert set(cls.describe()) == {"kind", "service", "strategy", "acme", "deploy_hook"}
+    facts = cls.describe()
+    assert {"kind", "service", "strategy", "acme", "deploy_hook", "key_reader", "key_group", "key_mode"} <= set(facts)
+    assert (facts["key_group"], facts["key_mode"]) == ((cls.key_reader, "0640") if cls.key_reader else ("root", "0600"))
     for name, spec in cls.variables.items():
         assert name.startswith(kind + "_"), "%s: role variables are named %s_*" % (name, kind)
         assert spec["type"] in ("bool", "int", "size", "str", "path", "lines")
@@ -70,7 +82,7 @@ def test_the_digest_follows_the_effective_config_and_the_watched_files(kind, tmp
     _test, dump = COMMANDS[kind]
     cert = tmp_path / "fullchain.pem"
     cert.write_text("one")
-    config = {"text": "server {}"}
+    config = {"text": '{"apps": {}}'}
 
     class Dumping(Module):
         def run_command(self, argv, **kwargs):
@@ -84,7 +96,7 @@ def test_the_digest_follows_the_effective_config_and_the_watched_files(kind, tmp
     cert.write_text("two")
     second = proxy.config_digest([str(cert)])
     assert second != first, "a renewed certificate must change the digest"
-    config["text"] = "server { listen 81; }"
+    config["text"] = '{"apps": {"http": {}}}'
     assert proxy.config_digest([str(cert)]) != second, "a changed config must change the digest"
 
 
@@ -134,7 +146,7 @@ def test_a_proxy_without_a_checker_is_not_tested():
 
 
 def test_an_unknown_kind_names_the_known_ones():
-    with pytest.raises(_proxies.ProxyError, match="unknown proxy kind 'lighttpd'; known: apache, nginx"):
+    with pytest.raises(_proxies.ProxyError, match="unknown proxy kind 'lighttpd'; known: apache, caddy, nginx"):
         _proxies.proxy_class("lighttpd")
 
 
@@ -148,3 +160,58 @@ def test_apaches_effective_config_is_every_file_it_includes(tmp_path):
     assert "ProxyTimeout 600" in proxy.effective_config()
     site.write_text("ProxyTimeout 900")
     assert proxy.config_digest() != first, "a changed included file must change the digest"
+
+
+class _AdminAPI(threading.Thread):
+    """A unix-socket HTTP server that answers GET /config/ like Caddy's admin API (and records the Host sent)."""
+
+    def __init__(self, path, config):
+        super().__init__(daemon=True)
+        self.config, self.hosts = config, []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(8)
+
+    def run(self):
+        while True:
+            try:
+                conn, _address = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                request = conn.recv(65536).decode()
+                self.hosts.append(re.search(r"(?m)^Host:(.*)\r$", request).group(1).strip())
+                body = json.dumps(self.config["live"]).encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + body)
+
+
+def test_caddys_reload_is_proven_by_the_admin_apis_live_config_equal_to_the_file(tmp_path):
+    adapted = {"apps": {"http": {"servers": {"srv0": {"listen": [":443"]}}}}}
+    config = {"live": {"apps": {"http": {"servers": {"srv0": {"listen": [":80"]}}}}}}
+    api = _AdminAPI(str(tmp_path / "admin.sock"), config)
+    api.start()
+    module = Module({("/usr/sbin/caddy", "adapt"): (0, json.dumps(adapted), "")})
+    proxy = _proxies.get_proxy("caddy", module)
+    proxy.admin_socket = str(tmp_path / "admin.sock")
+    before = proxy.generation()
+    assert not proxy.generation_moved(before), "the old config is still live"
+    config["live"] = adapted
+    assert proxy.generation_moved(before), "the admin API serves the file's config"
+    assert set(api.hosts) == {""}, "Caddy 2.6 refuses any Host but an empty one on its admin socket"
+    api.server.close()
+    proxy.admin_socket = str(tmp_path / "gone.sock")
+    assert proxy.generation() is None and not proxy.generation_moved(before), "no admin API, no proof"
+
+
+@pytest.mark.parametrize("trusted, role, problem", [
+    (["fd00::/64"], {}, "immich_proxy_trusted_proxies: the caddy role believes X-Forwarded-For only from IPv4"),
+    ([], {"caddy_install": "binary", "caddy_binary_src": None}, "caddy_binary_src: caddy_install is 'binary'"),
+])
+def test_caddy_names_the_variable_of_settings_it_cannot_serve(trusted, role, problem):
+    settings, _warnings = normalise({"public_url": "https://photos.example.org",
+                                     "backends": ["http://127.0.0.1:2283"], "trusted_proxies": trusted})
+    settings["role"] = role
+    assert [p for p in _proxies.Caddy.settings_problems(settings) if p.startswith(problem)], (
+        _proxies.Caddy.settings_problems(settings))
+    settings.update(trusted_proxies=["10.0.0.0/8", "::1/128"], trusted_proxies_regex="^x$", role={})
+    assert _proxies.Caddy.settings_problems(settings) == []

@@ -44,6 +44,13 @@ ROLE_GOOD = {
     "apache_backend_retry": "10",
     "apache_log_level": "warn",
     "apache_extra_vhost_directives": ["Header always set X-Note yes"],
+    "caddy_install": "package",
+    "caddy_binary_src": "/opt/caddy/bin/caddy",
+    "caddy_lb_policy": "round_robin",
+    "caddy_health_interval": "5",
+    "caddy_fail_duration": "30",
+    "caddy_http3": "no",
+    "caddy_extra_site_directives": ["encode zstd gzip"],
 }
 
 # A good value of every variable given as a string (lists: their one entry is
@@ -69,19 +76,8 @@ STRING_BASES = {
     "cloudflare_plan": "free",
     "check": "true",
     "check_ca_path": "/etc/ssl/ca.pem",
-    "nginx_ipv6": "true",
-    "nginx_remove_default_site": "yes",
-    "nginx_backend_fail_timeout": "10",
-    "nginx_client_body_buffer_size": "512k",
-    "nginx_extra_server_directives": ["gzip on;"],
-    "nginx_log_format": "main",
-    "nginx_access_log": "/var/log/nginx/immich.log",
-    "apache_remove_default_site": "yes",
-    "apache_http2": "true",
-    "apache_backend_retry": "10",
-    "apache_log_level": "warn",
-    "apache_extra_vhost_directives": ["Header always set X-Note yes"],
 }
+STRING_BASES.update(ROLE_GOOD)
 
 # Characters that end a line, a string or a directive in at least one of the five languages or in YAML.
 LINE_ENDERS = {
@@ -389,6 +385,31 @@ HOSTILE = [
     ("apache_extra_vhost_directives", ["Header set X\x00 1"]),
     ("apache_extra_vhost_directives", ["\u202eHeader set X 1"]),
     ("apache_extra_vhost_directives", [1]),
+    # Caddyfile: a newline or '}' ends a directive or block, '{...}' is a placeholder, '#' a comment
+    ("caddy_install", "package\n}\n:8081 {\n respond pwned"),
+    ("caddy_install", "docker"),
+    ("caddy_install", True),
+    ("caddy_binary_src", "relative/caddy"),
+    ("caddy_binary_src", "/opt/caddy {\n respond pwned\n}"),
+    ("caddy_binary_src", "/opt/{env.HOME}/caddy"),
+    ("caddy_binary_src", ["/opt/caddy"]),
+    ("caddy_lb_policy", "first\n\t\trespond 200 pwned"),
+    ("caddy_lb_policy", "header X-Upstream"),
+    ("caddy_lb_policy", "round_robin #"),
+    ("caddy_lb_policy", "{http.request.header.X}"),
+    ("caddy_health_interval", "5s"),
+    ("caddy_health_interval", 0),
+    ("caddy_health_interval", 3601),
+    ("caddy_fail_duration", "30s"),
+    ("caddy_fail_duration", -1),
+    ("caddy_fail_duration", "30\n}"),
+    ("caddy_http3", "maybe"),
+    ("caddy_http3", "h3"),
+    ("caddy_extra_site_directives", "encode gzip"),
+    ("caddy_extra_site_directives", ["encode gzip\n}\n:8081 {"]),
+    ("caddy_extra_site_directives", ["encode gzip\u2028respond pwned"]),
+    ("caddy_extra_site_directives", ["encode\x00 gzip"]),
+    ("caddy_extra_site_directives", [{"encode": "gzip"}]),
     ("nginx_access_log", "relative.log"),
     ("nginx_access_log", "/var/log/a.log\n"),
     ("nginx_access_log", "/var/log/a.log;"),
@@ -522,6 +543,10 @@ def test_ordinary_value_is_accepted(raw, key, expected):
       "apache_extra_vhost_directives": ['Header always set X-Note "%{HTTP_HOST}e"']},
      {"apache_http2": False, "apache_backend_retry": 30, "apache_log_level": "info",
       "apache_extra_vhost_directives": ['Header always set X-Note "%{HTTP_HOST}e"']}),
+    ({"caddy_install": "binary", "caddy_binary_src": "/opt/caddy/bin/caddy", "caddy_lb_policy": "least_conn",
+      "caddy_health_interval": "10", "caddy_http3": "yes", "caddy_extra_site_directives": ["encode zstd gzip"]},
+     {"caddy_install": "binary", "caddy_binary_src": "/opt/caddy/bin/caddy", "caddy_lb_policy": "least_conn",
+      "caddy_health_interval": 10, "caddy_http3": True, "caddy_extra_site_directives": ["encode zstd gzip"]}),
 ])
 def test_ordinary_role_values_are_accepted(values, expected):
     settings, _warnings = normalise(GOOD, role_spec=ROLE_SPEC, role_values=dict(ROLE_GOOD, **values))
@@ -536,10 +561,15 @@ ACCEPTED = [dict(GOOD, **raw) for raw, _key, _expected in ORDINARY] + [
          backend_ca_file="/etc/ssl/ca.pem", trusted_proxies=["10.0.0.0/8", "fd00::/8"], cloudflare_plan="free",
          check_ca_path="/etc/ssl/ca.pem", acme_ca_file="/etc/ssl/pebble.pem", http_port="80", https_port="8443"),
     {"public_url": "http://192.168.1.10:8080", "tls": "off"},
+    dict(GOOD, trusted_proxies=["172.16.0.0/12", "192.168.1.7", "::1", "fd00::7", "0.0.0.0/0"],
+         trusted_proxies_allow_any="yes"),
 ]
 # What may appear in a returned string outside the raw-line escape hatch: no quote, space, ';', braces, '$',
 # '%', '#', backtick, '*', '&', '!', or anything that is not printable ASCII.
 CONFIG_SAFE = re.compile(r"[A-Za-z0-9._~:/@+\[\]-]*")
+# The trusted proxies' regex (for proxies without a real-IP module): regex syntax, still no quote, blank, ';',
+# brace, '%', '#' or backtick, so it can sit in a backtick-quoted Caddyfile token or a YAML string.
+REGEX_SAFE = re.compile(r"[0-9a-f:.|()?*+,\[\]^\\s$-]*")
 
 
 def _strings(value, where):
@@ -564,6 +594,8 @@ def test_every_returned_string_matches_its_fields_allowlist(raw):
         if any(where.startswith("settings.role.%s[" % name) for name, spec in ROLE_SPEC.items()
                if spec["type"] == "lines"):
             assert "\n" not in text and text.isprintable()
+        elif where == "settings.trusted_proxies_regex":
+            assert REGEX_SAFE.fullmatch(text), "%s = %r is not regex-safe" % (where, text)
         else:
             assert CONFIG_SAFE.fullmatch(text), "%s = %r is not config-safe" % (where, text)
 
@@ -636,3 +668,26 @@ def test_all_problems_type_errors_included_come_in_one_error():
     assert named == {"immich_proxy_" + name for name in raw} | {
         "nginx_ipv6", "nginx_backend_fail_timeout", "nginx_log_format"}
     assert sum(p.startswith("immich_proxy_trusted_proxies ") for p in caught.value.problems) == 2
+
+
+# -- The trusted proxies as a regex over X-Forwarded-For (Caddy) ----------------------------
+
+@pytest.mark.parametrize("trusted, chain, expected", [
+    (["127.0.0.5/32"], "203.0.113.7", ("203.0.113.7", "203.0.113.7")),
+    (["127.0.0.5/32"], "6.6.6.6, 203.0.113.7", ("6.6.6.6, 203.0.113.7", "203.0.113.7")),
+    (["127.0.0.5/32"], "203.0.113.7, 127.0.0.5", ("203.0.113.7", "203.0.113.7")),
+    (["127.0.0.5/32"], "203.0.113.7, 127.0.0.55", ("203.0.113.7, 127.0.0.55", "127.0.0.55")),
+    (["10.0.0.0/9"], "1.2.3.4,10.127.255.255 , 10.0.0.1", ("1.2.3.4", "1.2.3.4")),
+    (["10.0.0.0/9"], "1.2.3.4, 10.128.0.1", ("1.2.3.4, 10.128.0.1", "10.128.0.1")),
+    (["172.16.0.0/12", "::1"], "2001:db8::1, 172.31.0.9, ::1", ("2001:db8::1", "2001:db8::1")),
+    (["0.0.0.0/0"], "9.9.9.9, 8.8.8.8", ("9.9.9.9", "9.9.9.9")),
+])
+def test_the_trusted_chain_regex_cuts_after_the_real_client(trusted, chain, expected):
+    settings, _warnings = normalise(dict(GOOD, trusted_proxies=trusted, trusted_proxies_allow_any=True))
+    assert re.fullmatch(settings["trusted_proxies_regex"], chain).groups() == expected
+
+
+@pytest.mark.parametrize("trusted", [[], ["fd00::/64"], ["10.0.0.0/8", "fd00::/120"]])
+def test_no_trusted_chain_regex_without_trusted_proxies_or_for_an_ipv6_network(trusted):
+    settings, _warnings = normalise(dict(GOOD, trusted_proxies=trusted))
+    assert settings["trusted_proxies_regex"] is None
