@@ -331,7 +331,6 @@ class Caddy(Proxy):
         "caddy_binary_src": {"type": "path", "nullable": True},
         "caddy_lb_policy": {"type": "str", "choices": ["round_robin", "least_conn", "first", "random", "ip_hash"]},
         "caddy_health_interval": {"type": "int", "min": 1, "max": 3600},
-        "caddy_fail_duration": {"type": "int", "min": 1, "max": 3600},
         "caddy_http3": {"type": "bool"},
         "caddy_extra_site_directives": {"type": "lines"},
     }

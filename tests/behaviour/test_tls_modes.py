@@ -86,7 +86,9 @@ def test_provided_certificate_files_are_served(host, proxy, traits, converge, re
 @pytest.fixture(scope="module")
 def pebble(host, proxy, traits):
     """Debian's pebble, a real ACME server for tests, inside the proxy's container; stopped afterwards."""
-    sh(host, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q pebble >/dev/null")
+    # (a host whose proxy came without a package has no apt lists yet)
+    sh(host, "export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q pebble >/dev/null 2>&1 "
+             "|| { apt-get update -q >/dev/null && apt-get install -y -q pebble >/dev/null; }")
     # pebble starts empty with a new root each time: forget an earlier run's account and certificate
     sh(host, "rm -rf %s" % " ".join(shlex.quote(path.format(host=proxy.host)) for path in traits["acme_state"]))
     sh(host, "mkdir -p /etc/pebble && cd /etc/pebble && "

@@ -65,8 +65,9 @@ def test_a_body_over_a_small_configured_limit_gets_413_and_one_under_it_passes(
         proxy, host, traits, converge, backend_ports):
     converge({"immich_proxy_max_body_size": "1M"})
     # Whether the proxy reads what a client still sends after refusing it, so that the client sees the 413
-    # (nginx, Apache, Caddy 2.11). Caddy 2.6 (Debian's package) closes the connection instead: documented in
-    # README; such a client sees the connection end, and one that asks first (Expect: 100-continue) the 413.
+    # (nginx, Apache). Caddy (Go's net/http) closes the connection shortly after its 413, documented in README:
+    # a client still sending may see the connection end instead; one that asks first (Expect: 100-continue)
+    # always gets the 413.
     drained = sh(host, traits["refused_body_drained"], check=False).rc == 0
     marker = "/_double/sink?over-limit=%s" % uuid.uuid4().hex
     try:
