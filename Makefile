@@ -9,13 +9,13 @@ export PY_COLORS := 0
 export NO_COLOR := 1
 # every molecule scenario (molecule/<name>/molecule.yml); SCENARIOS=nginx runs one
 SCENARIOS ?= $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml))
-# the proxy `make demo` deploys: nginx, or any other kind (make demo KIND=apache)
+# the proxy `make demo` deploys: nginx, or any other kind (make demo KIND=traefik)
 KIND ?= nginx
 
 .PHONY: help testbed demo demo-clean test lint unit sanity molecule bench
 
 help:
-	@echo "make demo      deploy nginx (KIND=apache or KIND=caddy: the others) in front of the Immich test double in a local container and check it"
+	@echo "make demo      deploy nginx (KIND=apache, caddy or traefik: the others) in front of the Immich test double in a local container and check it"
 	@echo "make test      lint, unit tests, ansible-test sanity and every molecule scenario"
 	@echo "make bench     upload benchmark: Immich double directly vs through nginx"
 

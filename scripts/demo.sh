@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: a Debian 12 container with the Immich
 # test double (a stand-in for Immich), playbooks/site.yml deploys the proxy that
-# KIND names (nginx by default; KIND=apache or KIND=caddy) in front of it,
+# KIND names (nginx by default; KIND=apache, KIND=caddy or KIND=traefik) in front of it,
 # playbooks/check.yml reports each end-to-end check, and a request from this
 # machine shows what Immich received. DEMO_KEEP=1 leaves the container up.
 set -euo pipefail

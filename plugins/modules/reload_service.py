@@ -70,7 +70,7 @@ digest:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import ACTIONS, ProxyError, get_proxy
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import ProxyError, get_proxy
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import DEFAULT_STATE_DIR, LoadedState
 
 
@@ -92,7 +92,7 @@ def run(module):
     elif not recorded.get("pending") and recorded.get("digest") == digest and recorded.get("pid") == pid:
         action = "none"
     else:
-        action = ACTIONS[proxy.strategy]
+        action = proxy.pending_action()
     loaded = recorded.get("digest") if running else "(stopped)"
     stale = " (files changed since)" if recorded.get("pending") else ""
     result = {

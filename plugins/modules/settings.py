@@ -518,6 +518,16 @@ settings:
           description: The unix socket of the proxy's admin API (Caddy), or null.
           type: str
           sample: null
+        loaded_config_path:
+          description:
+            - Where the service's unit keeps a copy of the config the service started with (Traefik's static
+              file, which only a restart loads), or null.
+          type: str
+          sample: null
+        workdir:
+          description: The service's working directory where the adapter names one (Traefik's local plugins), or null.
+          type: str
+          sample: null
 """
 
 import copy

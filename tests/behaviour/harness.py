@@ -32,6 +32,13 @@ KINDS = {
     "nginx": {
         # how immich_proxy_tls=acme gets its certificate: certbot, builtin (the proxy's own client) or none
         "acme": "certbot",
+        # how the proxy takes new files: reload (tested in place, then a graceful reload) or watch (applied as
+        # written, so they must be checked before and proven live after)
+        "strategy": "reload",
+        # for strategy watch: role variables whose change the running proxy takes without a restart
+        "live_change_vars": None,
+        # whether a new immich_proxy_timeout takes a restart (Traefik: entrypoint timeouts are static config)
+        "timeout_change_restarts": False,
         # answers HTTP on the host itself (a tunnel does not)
         "listens": True,
         "service": "nginx",
@@ -59,6 +66,9 @@ KINDS = {
     },
     "apache": {
         "acme": "certbot",
+        "strategy": "reload",
+        "live_change_vars": None,
+        "timeout_change_restarts": False,
         "listens": True,
         "service": "apache2",
         "processes": ["apache2"],
@@ -76,6 +86,9 @@ KINDS = {
     },
     "caddy": {
         "acme": "builtin",
+        "strategy": "reload",
+        "live_change_vars": None,
+        "timeout_change_restarts": False,
         "listens": True,
         "service": "caddy",
         "processes": ["caddy"],
@@ -89,6 +102,28 @@ KINDS = {
         "type_error_vars": {"caddy_http3": "maybe", "caddy_health_interval": "5s"},
         "hand_edit": ("sed -i 's/^\\t\\theader -Server$/\\t\\theader -Server\\n\\t\\theader X-Hand-Edited yes/' "
                       "/etc/caddy/Caddyfile && systemctl reload caddy"),
+    },
+    "traefik": {
+        "acme": "builtin",
+        "strategy": "watch",
+        "live_change_vars": {"traefik_health_interval": 7},
+        "timeout_change_restarts": True,
+        "listens": True,
+        "service": "traefik",
+        "processes": ["traefik"],
+        "key_group": "traefik",
+        # Go's net/http, as Caddy: the connection closes soon after an early 413
+        "refused_body_drained": "false",
+        "acme_state": ["/var/lib/traefik/acme.json"],
+        "config_dirs": ["/etc/traefik", "/etc/immich-proxy"],
+        # a middleware Traefik does not know disables the router: refused before it goes live
+        "broken_config_vars": {"traefik_extra_router_middlewares": ["immich-proxy-no-such-middleware@file"]},
+        "broken_config_message": "traefik rejected the configuration",
+        "injection_vars": {"traefik_lb_strategy": "wrr\"\n    evil: {\"url\": \"http://evil.example\"}"},
+        "type_error_vars": {"traefik_api_port": "maybe", "traefik_health_interval": "5s"},
+        # Traefik applies the dynamic file as it is written: a hand edit is live at once
+        "hand_edit": ("sed -i 's/\"X-Powered-By\": \"\"/\"X-Powered-By\": \"\", \"X-Hand-Edited\": \"yes\"/' "
+                      "/etc/traefik/dynamic/immich-proxy.yml && sleep 3"),
     },
 }
 
@@ -184,15 +219,18 @@ def mozilla_intermediate_report(proxy):
     return result.returncode == 0 and ": OK - Compliant." in result.stdout, report
 
 
-def raw_request(proxy, scheme, host_header, path, port=None):
-    """One HTTP/1.1 request with a chosen Host: (status, or None if the proxy closed; the response head)."""
+def raw_request(proxy, scheme, host_header, path, port=None, method="GET", headers=()):
+    """One HTTP/1.1 request with a chosen Host and no body: (status, or None if the proxy closed; the first
+    response head). ``headers``: more (name, value) pairs, such as a Content-Length announced with Expect."""
     port = port or (proxy.https_port if scheme == "https" else proxy.http_port)
     sock = socket.create_connection((proxy.ip, port), timeout=15)
     try:
         if scheme == "https":
             # the real name as SNI, another one as Host: what a Host-header injection sends
             sock = proxy.context().wrap_socket(sock, server_hostname=proxy.host)
-        sock.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host_header)).encode())
+        extra = "".join("%s: %s\r\n" % pair for pair in headers)
+        sock.sendall(("%s %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n"
+                      % (method, path, host_header, extra)).encode())
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = sock.recv(65536)

@@ -67,10 +67,52 @@ def test_a_config_the_proxy_rejects_is_rolled_back_and_the_old_one_keeps_serving
     result = converge(traits["broken_config_vars"], check=False)
     assert result.returncode != 0, "the proxy accepted a broken config"
     assert traits["broken_config_message"] in result.output, result.output[-2500:]
-    assert "every file was restored" in result.output
+    # restored after a test in place, or never swapped in after a precheck (Traefik)
+    assert "the previous configuration is still in place" in result.output, result.output[-2500:]
     _assert_untouched(proxy, host, traits, before)
     leftovers = sh(host, "find %s -name '*.immich-proxy-*'" % " ".join(traits["config_dirs"])).stdout
     assert not leftovers.strip(), "staging files were left behind: %s" % leftovers
+
+
+@pytest.mark.disruptive
+@pytest.mark.needs(strategy="watch")
+def test_files_the_running_proxy_does_not_take_are_rolled_back(proxy, host, traits, converge):
+    """A proxy that applies files as they are written (Traefik) must be seen serving them, or they go back."""
+    converge()  # the scenario as it is, so that nothing but the change below is due (no restart)
+    before = _snapshot(host, traits)
+    # a frozen proxy cannot take anything; the candidate itself is fine (a throwaway instance accepts it)
+    sh(host, "systemctl kill --signal=SIGSTOP %s" % traits["service"])
+    try:
+        result = converge(traits["live_change_vars"], check=False)
+    finally:
+        sh(host, "systemctl kill --signal=SIGCONT %s" % traits["service"])
+    assert result.returncode != 0, "the run passed although the running proxy could not take the new files"
+    assert "did not take the new" in result.output and "the previous configuration is still in place" in (
+        result.output), result.output[-2500:]
+    _assert_untouched(proxy, host, traits, before)
+
+
+@pytest.mark.disruptive
+def test_a_new_timeout_is_taken_without_a_restart_or_one_said_before_it_happens(proxy, host, traits, converge):
+    """A restart drops open uploads: only where the proxy cannot do otherwise, and the run says so first."""
+    converge()
+    main_pid = "systemctl show --property=MainPID --value %s" % traits["service"]
+    before = sh(host, main_pid).stdout.strip()
+    try:
+        result = converge({"immich_proxy_timeout": 700})
+        after = sh(host, main_pid).stdout.strip()
+        said = result.output.find("restarts to take its new configuration")
+        if traits["timeout_change_restarts"]:
+            assert after != before, "the proxy was not restarted, yet its timeouts only load at start"
+            assert 0 <= said < result.output.find("RUNNING HANDLER"), (
+                "the restart was not announced before it happened:\n%s" % result.output[-3000:])
+        else:
+            assert after == before, "the proxy was restarted (main PID %s -> %s) for a new timeout" % (before, after)
+            assert said < 0, "a restart was announced for a new timeout:\n%s" % result.output[-3000:]
+        status, _headers, payload = proxy.json("GET", "/api/server/ping")
+        assert (status, payload) == (200, {"res": "pong"})
+    finally:
+        converge()
 
 
 @pytest.mark.disruptive

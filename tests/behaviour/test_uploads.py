@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 
 import pytest
 
-from harness import backend_json, multipart_upload, sh, written_bytes
+from harness import backend_json, multipart_upload, raw_request, sh, written_bytes
 
 pytestmark = pytest.mark.needs(listens=True)
 
@@ -49,15 +48,9 @@ def test_a_2_gib_upload_arrives_byte_identical_and_nothing_is_spooled_to_disk(pr
 
 def _announce(proxy, path, size):
     """Announce a body with Expect: 100-continue and read the first answer's status; never send the body."""
-    sock = socket.create_connection((proxy.ip, proxy.port), timeout=15)
-    try:
-        if proxy.scheme == "https":
-            sock = proxy.context().wrap_socket(sock, server_hostname=proxy.host)
-        sock.sendall(("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n"
-                      "Connection: close\r\n\r\n" % (path, proxy.host_header, size)).encode())
-        return int(sock.recv(65536).split(b" ", 2)[1])
-    finally:
-        sock.close()
+    status, _head = raw_request(proxy, proxy.scheme, proxy.host_header, path, method="POST",
+                                headers=[("Content-Length", size), ("Expect", "100-continue")])
+    return status
 
 
 @pytest.mark.disruptive

@@ -50,4 +50,4 @@ def test_every_host_of_the_inventory_passes_the_contract_for_its_kind(inventory)
 
 def test_the_example_inventory_shows_every_http_proxy_kind_we_ship():
     kinds = {variables[PREFIX + "kind"] for variables in hosts("example").values()}
-    assert {"nginx", "apache", "caddy"} <= kinds, "inventory/example shows only %s" % sorted(kinds)
+    assert {"nginx", "apache", "caddy", "traefik"} <= kinds, "inventory/example shows only %s" % sorted(kinds)

@@ -43,7 +43,39 @@ COMMANDS = {
 
 
 def test_every_kind_has_its_commands_in_this_table():
-    assert sorted(COMMANDS) == sorted(_proxies.PROXIES)
+    # a proxy that applies files as written (Traefik) has no checker command: a throwaway instance of the real
+    # binary checks it, which the behaviour suite exercises
+    assert sorted(COMMANDS) == sorted(k for k, cls in _proxies.PROXIES.items() if cls.strategy != "watch")
+
+
+def test_traefiks_files_are_read_back_as_the_json_the_role_writes():
+    text = "# Ansible managed\n# a comment\n{\n  \"entryPoints\": {\"web\": {\"address\": \":80\"}}\n}\n"
+    assert _proxies._json_yaml(text, "x") == {"entryPoints": {"web": {"address": ":80"}}}
+    with pytest.raises(_proxies.ProxyError, match="/etc/traefik/traefik.yml is not the file the traefik role writes"):
+        _proxies._json_yaml("entryPoints:\n  web: {}\n", "/etc/traefik/traefik.yml")
+
+
+def test_traefiks_log_errors_are_found_but_not_the_resolver_left_out_on_purpose(tmp_path):
+    log = tmp_path / "traefik.log"
+    log.write_text("\n".join([
+        '{"level":"info","message":"Configuration loaded from file"}',
+        '{"level":"error","message":"Router uses a nonexistent certificate resolver","routerName":"immich@file"}',
+        '{"level":"error","error":"field not found, node: bogus","message":"Error while building configuration"}',
+        "not json",
+    ]))
+    assert _proxies._log_errors(str(log)) == ["Error while building configuration field not found, node: bogus"]
+
+
+def test_a_static_change_is_a_restart_and_a_dynamic_one_a_reload(tmp_path):
+    proxy = _proxies.get_proxy("traefik", Module({}))
+    proxy.config_path = str(tmp_path / "traefik.yml")
+    proxy.loaded_config_path = str(tmp_path / "loaded.yml")
+    (tmp_path / "traefik.yml").write_text("{}")
+    assert proxy.pending_action() == "restarted", "nothing says what the running Traefik started with"
+    (tmp_path / "loaded.yml").write_text("{}")
+    assert proxy.pending_action() == "reloaded"
+    (tmp_path / "traefik.yml").write_text('{"log": {}}')
+    assert proxy.pending_action() == "restarted"
 
 
 @pytest.mark.parametrize("kind", sorted(_proxies.PROXIES))
@@ -215,3 +247,15 @@ def test_caddy_names_the_variable_of_settings_it_cannot_serve(trusted, role, pro
         _proxies.Caddy.settings_problems(settings))
     settings.update(trusted_proxies=["10.0.0.0/8", "::1/128"], trusted_proxies_regex="^x$", role={})
     assert _proxies.Caddy.settings_problems(settings) == []
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("authelia@docker", True), ("crowdsec-bouncer@file", True), ("ratelimit", True),
+    ("{{ env \"HOME\" }}", False), ("a b", False), ("x@Docker", False), ("@file", False),
+])
+def test_traefik_extra_middlewares_are_plain_names(name, ok):
+    settings = {"role": {"traefik_extra_router_middlewares": [name]}, "http_port": 80, "https_port": 443}
+    problems = _proxies.PROXIES["traefik"].settings_problems(settings)
+    assert (not problems) == ok, problems
+    if not ok:
+        assert problems[0].startswith("traefik_extra_router_middlewares: ")

@@ -1,0 +1,3 @@
+module github.com/homelab/immichguard
+
+go 1.22
