@@ -432,6 +432,8 @@ def _address(text):
 # What a config's API view carries that is not config: how it runs, not what it says.
 _RUNTIME_KEYS = ("status", "using", "usedBy", "serverStatus", "err", "error")
 _DYNAMIC_SUFFIXES = (".yml", ".yaml", ".toml")
+# a plain http(s) URL without credentials, query or trailing slash: a release mirror's base
+_RELEASE_BASE_URL = r"https?://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~-]{1,64}){0,16}"
 _MIDDLEWARE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?:@[a-z0-9][a-z0-9_-]{0,63})?")
 
 
@@ -465,6 +467,7 @@ class Traefik(Proxy):
     variables = {
         "traefik_install": {"type": "str", "choices": ["release", "binary"]},
         "traefik_version": {"type": "str", "pattern": r"3\.[0-9]{1,3}\.[0-9]{1,3}"},
+        "traefik_release_base_url": {"type": "str", "pattern": _RELEASE_BASE_URL},
         "traefik_binary_src": {"type": "path", "nullable": True},
         "traefik_api_port": {"type": "int", "min": 1024, "max": 65535},
         "traefik_lb_strategy": {"type": "str", "choices": ["wrr", "p2c", "hrw", "leasttime"]},

@@ -39,6 +39,10 @@ KINDS = {
         "live_change_vars": None,
         # whether a new immich_proxy_timeout takes a restart (Traefik: entrypoint timeouts are static config)
         "timeout_change_restarts": False,
+        # for a role that downloads a release and checks its published checksum: a shell script that puts a
+        # release with a wrong checksum on the scenario's mirror, the role variables that install it, and the
+        # binary that must stay as it is; None where the role installs no release
+        "tampered_release": None,
         # answers HTTP on the host itself (a tunnel does not)
         "listens": True,
         "service": "nginx",
@@ -69,6 +73,7 @@ KINDS = {
         "strategy": "reload",
         "live_change_vars": None,
         "timeout_change_restarts": False,
+        "tampered_release": None,
         "listens": True,
         "service": "apache2",
         "processes": ["apache2"],
@@ -89,6 +94,7 @@ KINDS = {
         "strategy": "reload",
         "live_change_vars": None,
         "timeout_change_restarts": False,
+        "tampered_release": None,
         "listens": True,
         "service": "caddy",
         "processes": ["caddy"],
@@ -108,6 +114,16 @@ KINDS = {
         "strategy": "watch",
         "live_change_vars": {"traefik_health_interval": 7},
         "timeout_change_restarts": True,
+        "tampered_release": {
+            # the scenario's mirror (molecule/traefik/prepare.yml) in GitHub's layout
+            "script": ("cd /srv/traefik-mirror && mkdir -p v3.7.99 && "
+                       "cp v3.7.15/traefik_v3.7.15_linux_amd64.tar.gz v3.7.99/traefik_v3.7.99_linux_amd64.tar.gz && "
+                       "echo 'a1f0b2c3d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff  "
+                       "traefik_v3.7.99_linux_amd64.tar.gz' > v3.7.99/traefik_v3.7.99_checksums.txt"),
+            "vars": {"traefik_install": "release", "traefik_version": "3.7.99",
+                     "traefik_release_base_url": "http://127.0.0.1:8099"},
+            "binary": "/usr/local/bin/traefik",
+        },
         "listens": True,
         "service": "traefik",
         "processes": ["traefik"],

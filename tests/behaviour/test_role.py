@@ -116,6 +116,23 @@ def test_a_new_timeout_is_taken_without_a_restart_or_one_said_before_it_happens(
 
 
 @pytest.mark.disruptive
+@pytest.mark.needs(listens=True)
+def test_a_release_that_does_not_match_its_published_checksum_is_refused(proxy, host, traits, converge):
+    tampered = traits["tampered_release"]
+    if tampered is None:
+        pytest.skip("does not apply: the role installs no downloaded release (trait tampered_release is None)")
+    converge()
+    sh(host, tampered["script"])
+    before = _snapshot(host, traits)
+    binary = sh(host, "sha256sum %s" % tampered["binary"]).stdout
+    result = converge(tampered["vars"], check=False)
+    assert result.returncode != 0, "a release whose checksum does not match was accepted"
+    assert "did not match" in result.output, result.output[-2500:]
+    assert sh(host, "sha256sum %s" % tampered["binary"]).stdout == binary, "the installed binary changed"
+    _assert_untouched(proxy, host, traits, before)
+
+
+@pytest.mark.disruptive
 def test_site_yml_serves_a_host_with_a_kind_outside_the_group_and_fails_one_in_it_without(host, converge, tmp_path):
     """No host is skipped silently: a kind is enough to be served, the group without a kind is an error."""
     host_vars = json.loads(run([ansible_bin("ansible-inventory"), "-i", converge.inventory,
