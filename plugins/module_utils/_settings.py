@@ -56,6 +56,19 @@ TLS_CIPHERS = (
     "ECDHE-RSA-CHACHA20-POLY1305",
 )
 TLS_CURVES = ("X25519", "prime256v1", "secp384r1")
+# The same suites and curves by their IANA registry names, which Go's proxies
+# (Caddy, Traefik) read: Go has no DHE suite, and its TLS 1.3 suites are fixed.
+TLS_IANA_NAMES = {
+    "ECDHE-ECDSA-AES128-GCM-SHA256": "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384": "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384": "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305": "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "ECDHE-RSA-CHACHA20-POLY1305": "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    "X25519": "x25519",
+    "prime256v1": "secp256r1",
+    "secp384r1": "secp384r1",
+}
 HSTS_DEFAULT_MAX_AGE = 63072000
 
 TLS_MODES = ("off", "provided", "selfsigned", "acme")
@@ -911,7 +924,9 @@ def _check_cloudflare(values, report):
     limit = CLOUDFLARE_UPLOAD_LIMITS.get(plan)
     if limit and size is not None and (size == 0 or size > limit):
         report.warn("immich_proxy_max_body_size is %s but Cloudflare's %s plan cuts request bodies at %s; larger "
-                    "uploads fail with 413 at Cloudflare" % (format_size(size), plan, format_size(limit)))
+                    "uploads fail with 413 at Cloudflare (Immich has no chunked upload: upload through a LAN proxy "
+                    "instead), and Cloudflare answers 524 when Immich takes more than 100 s to respond"
+                    % (format_size(size), plan, format_size(limit)))
 
 
 def _check_backend_ca(values, report):
@@ -1106,6 +1121,8 @@ def _build(values, role):
         "tls_protocols": list(TLS_PROTOCOLS),
         "tls_ciphers": list(TLS_CIPHERS),
         "tls_curves": list(TLS_CURVES),
+        "tls_ciphers_iana": [TLS_IANA_NAMES[name] for name in TLS_CIPHERS],
+        "tls_curves_iana": [TLS_IANA_NAMES[name] for name in TLS_CURVES],
         "cloudflare_plan": values["cloudflare_plan"],
         "check": values["check"],
         "check_ca_path": values["check_ca_path"],
@@ -1236,6 +1253,8 @@ OUTPUT = {
     "tls_protocols": ("tls", _List(_Text(_exactly(*TLS_PROTOCOLS)))),
     "tls_ciphers": ("tls", _List(_Text(_exactly(*TLS_CIPHERS)))),
     "tls_curves": ("tls", _List(_Text(_exactly(*TLS_CURVES)))),
+    "tls_ciphers_iana": ("tls", _List(_Text(_exactly(*(TLS_IANA_NAMES[name] for name in TLS_CIPHERS))))),
+    "tls_curves_iana": ("tls", _List(_Text(_exactly(*(TLS_IANA_NAMES[name] for name in TLS_CURVES))))),
     "cloudflare_plan": ("cloudflare_plan", _Text(_exactly(*CLOUDFLARE_UPLOAD_LIMITS), nullable=True)),
     "check": ("check", _Bool()),
     "check_ca_path": ("check_ca_path", _Text(_PATH, nullable=True)),

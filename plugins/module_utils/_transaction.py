@@ -28,8 +28,11 @@ class ApplyError(Exception):
 class FileChange:
     """One desired file (content set), one symlink (link set) or one file to remove (neither)."""
 
-    def __init__(self, path, content=None, mode=None, owner=None, group=None, secret=False, link=None):
+    def __init__(self, path, content=None, mode=None, owner=None, group=None, secret=False, link=None,
+                 check_mode=False):
         self.path = path
+        # in check mode, an owner or group the run creates earlier (a service user) may not exist yet
+        self.check_mode = check_mode
         self.secret = secret
         self.link = link
         if link is not None:
@@ -74,11 +77,15 @@ class FileChange:
         try:
             uid = pwd.getpwnam(self.owner).pw_uid if self.owner else 0
         except KeyError:
-            raise ApplyError("owner '%s' of %s does not exist on this host" % (self.owner, self.path)) from None
+            if not self.check_mode:
+                raise ApplyError("owner '%s' of %s does not exist on this host" % (self.owner, self.path)) from None
+            uid = -1
         try:
             gid = grp.getgrnam(self.group).gr_gid if self.group else 0
         except KeyError:
-            raise ApplyError("group '%s' of %s does not exist on this host" % (self.group, self.path)) from None
+            if not self.check_mode:
+                raise ApplyError("group '%s' of %s does not exist on this host" % (self.group, self.path)) from None
+            gid = -1
         return (mode if mode is not None else 0o644, uid, gid)
 
     @property

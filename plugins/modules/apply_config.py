@@ -177,9 +177,10 @@ from ansible_collections.homelab.immich_proxy.plugins.module_utils._transaction 
 
 def run(module):
     proxy = get_proxy(module.params["kind"], module)
-    changes = [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"])
+    check = module.check_mode
+    changes = [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"], check_mode=check)
                for f in module.params["files"]]
-    changes += [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"], secret=True)
+    changes += [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"], secret=True, check_mode=check)
                 for f in module.params["secret_files"]]
     changes += [FileChange(link["path"], link=link["src"]) for link in module.params["links"]]
     changes += [FileChange(path) for path in module.params["absent"]]

@@ -224,6 +224,13 @@ options:
       - Left out, only the contract is checked and RV(settings.role) is empty (for playbooks that check a
         deployed proxy without its role).
     type: dict
+  secrets:
+    description:
+      - The proxy role's secret variables (cloudflared's tunnel credentials or token), name to value.
+      - A C(no_log) option; each is checked by the proxy's adapter and named in a problem, never quoted, printed or
+        returned.
+    type: dict
+    version_added: 0.5.0
 """
 
 EXAMPLES = r"""
@@ -451,6 +458,16 @@ settings:
       type: list
       elements: str
       sample: ["X25519", "prime256v1", "secp384r1"]
+    tls_ciphers_iana:
+      description: The same cipher suites by their IANA names, which Go's proxies (Caddy, Traefik) read.
+      type: list
+      elements: str
+      sample: ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+    tls_curves_iana:
+      description: The same groups by their IANA names, which Go's proxies (Caddy, Traefik) read.
+      type: list
+      elements: str
+      sample: ["x25519", "secp256r1", "secp384r1"]
     cloudflare_plan:
       description: The Cloudflare plan in front of the proxy, or null.
       type: str
@@ -528,6 +545,22 @@ settings:
           description: The service's working directory where the adapter names one (Traefik's local plugins), or null.
           type: str
           sample: null
+        listens:
+          description: Whether the proxy answers HTTP on the host itself (false for a tunnel, which connects out).
+          type: bool
+          sample: true
+        secret_paths:
+          description:
+            - Where the role writes the proxy's secrets (mode C(0600), the service user's), by name; empty for a proxy
+              without secrets (cloudflared's C(credentials) and C(token)).
+          type: dict
+          sample: {}
+        readiness:
+          description:
+            - For a proxy that does not listen (cloudflared), where it says it is ready on the host - the C(path),
+              the role variable with the port (C(port_variable)) and its C(default_port); null otherwise.
+          type: dict
+          sample: null
 """
 
 import copy
@@ -561,6 +594,7 @@ def argument_spec():
     spec = {name: _contract_option(entry) for name, entry in CONTRACT.items()}
     spec["kind"] = dict(type="str", required=True)
     spec["role_variables"] = dict(type="dict")
+    spec["secrets"] = dict(type="dict", no_log=True)
     return spec
 
 
@@ -578,6 +612,11 @@ def main():
     except SettingsError as exc:
         module.fail_json(msg="Invalid Immich proxy settings: " + "; ".join(exc.problems), problems=exc.problems)
     problems = adapter.settings_problems(settings) if role_values is not None else []
+    secrets = module.params["secrets"]
+    if secrets is not None:
+        unknown = sorted(set(secrets) - set(adapter.secrets))
+        problems += ["%s is not a secret variable of the %s role" % (name, adapter.name) for name in unknown]
+        problems += adapter.secret_problems({k: v for k, v in secrets.items() if isinstance(v, str) and v}, settings)
     if problems:
         module.fail_json(msg="Invalid Immich proxy settings for %s: %s" % (adapter.name, "; ".join(problems)),
                          problems=problems)

@@ -120,13 +120,14 @@ class Converger:
         self.inventory = inventory
         self.container = container
 
-    def __call__(self, extra_vars=None, check=True, check_mode=False):
+    def __call__(self, extra_vars=None, check=True, check_mode=False, args=()):
         if not self.inventory:
             pytest.fail("--inventory is needed to re-run the role")
         argv = [ansible_bin("ansible-playbook"), "-i", self.inventory, "-l", self.container,
                 os.path.join(ROOT, "playbooks", "site.yml")] + (["--check", "--diff"] if check_mode else [])
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
+        argv += list(args)
         # Plain, unwrapped output whatever molecule set for its own runs;
         # ansible-core writes task errors to stderr, so both are kept.
         env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json")

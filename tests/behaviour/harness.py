@@ -45,6 +45,8 @@ KINDS = {
         "tampered_release": None,
         # answers HTTP on the host itself (a tunnel does not)
         "listens": True,
+        # for a kind that does not listen: a shell test on the host that passes while the service serves
+        "alive": None,
         "service": "nginx",
         "processes": ["nginx"],
         # who may read the private key besides root: the group of a proxy that reads it as its own user
@@ -75,6 +77,7 @@ KINDS = {
         "timeout_change_restarts": False,
         "tampered_release": None,
         "listens": True,
+        "alive": None,
         "service": "apache2",
         "processes": ["apache2"],
         "key_group": "root",
@@ -96,6 +99,7 @@ KINDS = {
         "timeout_change_restarts": False,
         "tampered_release": None,
         "listens": True,
+        "alive": None,
         "service": "caddy",
         "processes": ["caddy"],
         "key_group": "caddy",
@@ -125,6 +129,7 @@ KINDS = {
             "binary": "/usr/local/bin/traefik",
         },
         "listens": True,
+        "alive": None,
         "service": "traefik",
         "processes": ["traefik"],
         "key_group": "traefik",
@@ -140,6 +145,35 @@ KINDS = {
         # Traefik applies the dynamic file as it is written: a hand edit is live at once
         "hand_edit": ("sed -i 's/\"X-Powered-By\": \"\"/\"X-Powered-By\": \"\", \"X-Hand-Edited\": \"yes\"/' "
                       "/etc/traefik/dynamic/immich-proxy.yml && sleep 3"),
+    },
+    # STAND-IN: the scenario runs tests/cloudflared_standin/cloudflared-test-standin as cloudflared (no
+    # cloudflared binary can be had here, nor Cloudflare's edge); it tunnels nothing.
+    "cloudflared": {
+        "acme": "none",
+        "strategy": "restart",
+        "live_change_vars": None,
+        # nothing of cloudflared's config follows immich_proxy_timeout (Cloudflare's edge waits 100 s, fixed)
+        "timeout_change_restarts": False,
+        "tampered_release": None,
+        "listens": False,
+        # cloudflared's readiness on its metrics port (200 only while connected to the edge)
+        "alive": "curl -fsS http://127.0.0.1:20241/ready",
+        "service": "cloudflared",
+        "processes": ["cloudflared"],
+        "key_group": "root",
+        "refused_body_drained": "true",
+        "acme_state": [],
+        "config_dirs": ["/etc/cloudflared"],
+        # a service without a scheme: cloudflared refuses it; the collection's validator says so before it stays
+        "broken_config_vars": {"cloudflared_extra_ingress": ["grafana.immich.test 127.0.0.1:3000"]},
+        "broken_config_message": "cloudflared rejected the configuration",
+        # only a locally managed tunnel has ingress rules of its own (a remote one's are in the dashboard)
+        "broken_config_applies": "grep -q '\"ingress\"' /etc/cloudflared/config.yml",
+        # a line break and a rule smuggled into the extra ingress rules
+        "injection_vars": {"cloudflared_extra_ingress": ["grafana.immich.test http://127.0.0.1:3000\n  - service: "
+                                                         "http://evil.example"]},
+        "type_error_vars": {"cloudflared_metrics_port": "maybe", "cloudflared_connect_timeout": "30s"},
+        "hand_edit": None,
     },
 }
 

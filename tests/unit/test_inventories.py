@@ -33,7 +33,14 @@ def role_defaults(kind):
         return yaml.safe_load(handle) or {}
 
 
-@pytest.mark.parametrize("inventory", ["example", "demo"])
+def untemplated(value):
+    """ansible-inventory does not template: the one template the demo inventories use is the project root."""
+    if isinstance(value, str):
+        return value.replace("{{ inventory_dir | dirname | dirname }}", str(ROOT))
+    return value
+
+
+@pytest.mark.parametrize("inventory", ["example", "demo", "demo-tunnel"])
 def test_every_host_of_the_inventory_passes_the_contract_for_its_kind(inventory):
     found = hosts(inventory)
     assert found, "no hosts in inventory/%s" % inventory
@@ -42,12 +49,14 @@ def test_every_host_of_the_inventory_passes_the_contract_for_its_kind(inventory)
         assert kind in PROXIES, "%s in inventory/%s: immich_proxy_kind %r is not a kind" % (name, inventory, kind)
         raw = {key: variables[PREFIX + key] for key in CONTRACT if PREFIX + key in variables}
         adapter = PROXIES[kind]
-        values = dict(role_defaults(kind), **{k: v for k, v in variables.items() if k in adapter.variables})
+        values = dict({k: v for k, v in role_defaults(kind).items() if k in adapter.variables},
+                      **{k: untemplated(v) for k, v in variables.items() if k in adapter.variables})
         settings, _warnings = normalise(raw, role_spec=adapter.variables, role_values=values)
         assert settings["public_url"].startswith("https://")
         assert adapter.settings_problems(settings) == [], "%s in inventory/%s" % (name, inventory)
 
 
-def test_the_example_inventory_shows_every_http_proxy_kind_we_ship():
+def test_the_example_inventory_shows_every_proxy_kind_we_ship():
     kinds = {variables[PREFIX + "kind"] for variables in hosts("example").values()}
-    assert {"nginx", "apache", "caddy", "traefik"} <= kinds, "inventory/example shows only %s" % sorted(kinds)
+    shipped = {"nginx", "apache", "caddy", "traefik", "cloudflared"}
+    assert shipped <= kinds, "inventory/example shows only %s" % sorted(kinds)

@@ -83,6 +83,8 @@ def test_every_proxy_role_depends_on_the_contract_with_its_kind_and_variables():
         assert sorted(given["__immich_proxy_role_variables"]) == declared, (
             "roles/%s/meta/main.yml passes %r to the contract, the adapter parses %r"
             % (kind, given["__immich_proxy_role_variables"], declared))
+        assert sorted(given.get("__immich_proxy_secret_variables", [])) == sorted(PROXIES[kind].secrets), kind
         defaults = sorted(load("roles/%s/defaults/main.yml" % kind))
+        declared = sorted(declared + list(PROXIES[kind].secrets))
         assert defaults == declared, "roles/%s/defaults/main.yml sets %r, the adapter parses %r" % (
             kind, defaults, declared)

@@ -28,7 +28,7 @@ def test_the_contract_role_passes_every_variable_to_the_settings_module():
     with open(ROOT / "roles" / "contract" / "tasks" / "validate.yml") as handle:
         tasks = yaml.safe_load(handle)
     arguments = next(task["homelab.immich_proxy.settings"] for task in tasks if "homelab.immich_proxy.settings" in task)
-    assert sorted(arguments) == sorted(list(CONTRACT) + ["kind", "role_variables"])
+    assert sorted(arguments) == sorted(list(CONTRACT) + ["kind", "role_variables", "secrets"])
     for name in CONTRACT:
         assert "immich_proxy_%s" % name in arguments[name], "%s is given %r" % (name, arguments[name])
 

@@ -189,3 +189,10 @@ def test_a_value_of_the_wrong_type_is_reported_once_with_its_place():
     problems = validate_ingress(catch_all({"hostname": ["a.example.com"], "service": 8080}))
     assert problems == ["ingress[0].hostname ['a.example.com'] must be a string",
                         "ingress[0].service 8080 must be a string"], problems
+
+
+def test_a_remotely_managed_tunnels_config_holds_no_ingress():
+    local_settings = {"no-autoupdate": True, "metrics": "127.0.0.1:20241", "token-file": "/etc/cloudflared/token"}
+    assert validate_config(local_settings, remote=True) == []
+    problems = validate_config(dict(local_settings, ingress=[{"service": "http_status:404"}]), remote=True)
+    assert problems and "dashboard" in problems[0]

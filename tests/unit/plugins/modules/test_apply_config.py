@@ -79,6 +79,16 @@ def test_an_unknown_owner_is_a_clear_error(tmp_path, nginx, run_module):
     assert not (tmp_path / "immich.conf").exists()
 
 
+def test_in_check_mode_an_owner_the_run_creates_earlier_is_a_change_not_an_error(tmp_path, nginx, run_module):
+    (tmp_path / "immich.conf").write_text("server {}\n")
+    os.chmod(tmp_path / "immich.conf", 0o644)
+    pending = args(tmp_path)
+    pending["files"][0]["group"] = "no-such-group-yet"
+    result, failed = run_module(apply_config, pending, check_mode=True)
+    assert not failed and result["changed"], result
+    assert (tmp_path / "immich.conf").read_text() == "server {}\n"
+
+
 def test_a_changed_apply_leaves_the_service_due_a_reload(tmp_path, nginx, run_module):
     state = tmp_path / "state"
     state.mkdir()

@@ -123,6 +123,7 @@ def test_the_documented_options_are_the_contracts():
                         "required": True}
     expected["role_variables"] = {"type": "dict", "default": None, "choices": None, "elements": None,
                                   "required": False}
+    expected["secrets"] = dict(expected["role_variables"])
     assert {name: _shape(option) for name, option in options.items()} == expected
 
 
