@@ -24,7 +24,8 @@ apt_install() {
 }
 
 ensure_docker() {
-  apt_install docker.io mmdebstrap iptables
+  # gnupg signs the cloudflared scenario's test apt repository
+  apt_install docker.io mmdebstrap iptables gnupg
   if ! docker info >/dev/null 2>&1; then
     log "starting dockerd"
     (dockerd >"$CACHE/dockerd.log" 2>&1 &)

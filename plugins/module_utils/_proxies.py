@@ -797,8 +797,9 @@ class Cloudflared(Proxy):
         "cloudflared_package_src": {"type": "path", "nullable": True},
         "cloudflared_binary_src": {"type": "path", "nullable": True},
         "cloudflared_tunnel_id": {"type": "str", "pattern": _UUID, "nullable": True},
-        "cloudflared_credentials_src": {"type": "path", "nullable": True},
-        "cloudflared_token_src": {"type": "path", "nullable": True},
+        # paths, but a secret put here by mistake must not be quoted back
+        "cloudflared_credentials_src": {"type": "path", "nullable": True, "quiet": True},
+        "cloudflared_token_src": {"type": "path", "nullable": True, "quiet": True},
         "cloudflared_metrics_port": {"type": "int", "min": 1024, "max": 65535},
         "cloudflared_protocol": {"type": "str", "choices": ["auto", "http2", "quic"]},
         "cloudflared_loglevel": {"type": "str", "choices": ["debug", "info", "warn", "error", "fatal"]},

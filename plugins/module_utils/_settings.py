@@ -967,7 +967,7 @@ def _role_parser(spec):
         raise ValueError("has no parser: its adapter declares type %s (known: %s); this is a bug in the collection"
                          % (_quote(kind), ", ".join(sorted(ROLE_TYPES))))
     parser, keywords = ROLE_TYPES[kind]
-    unknown = sorted(set(spec) - set(keywords) - {"type", "nullable"})
+    unknown = sorted(set(spec) - set(keywords) - {"type", "nullable", "quiet"})
     if unknown:
         raise ValueError("has no parser: its adapter gives %s keys it does not know: %s; this is a bug in the "
                          "collection" % (kind, ", ".join(unknown)))
@@ -999,8 +999,19 @@ def _parse_role(role_spec, role_values, report):
         try:
             role[name] = parser(value)
         except ValueError as exc:
-            report.failed(name, value, exc)
+            if spec.get("quiet"):
+                # a path that may hold a secret given in the wrong variable: named, never quoted
+                report.missing(name, "(value not shown: it may be a secret) %s" % _unquoted(exc))
+            else:
+                report.failed(name, value, exc)
     return role
+
+
+def _unquoted(exc):
+    """A parser's reason without the value it quotes (for a value that must never be shown)."""
+    if isinstance(exc, _Invalid):
+        return "; ".join(why for _part, why in exc.parts)
+    return "is not an absolute path of a file on the controller, such as /home/me/.cloudflared/TUNNEL-ID.json"
 
 
 # -- The settings the roles render ------------------------------------------------

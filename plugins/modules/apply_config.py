@@ -115,6 +115,14 @@ options:
     type: list
     elements: path
     default: []
+  secret_absent:
+    description:
+      - Files to remove in the same transaction whose content is a credential (a tunnel's other kind of secret);
+        the diff shows only their size and a short digest, as for O(secret_files).
+    type: list
+    elements: path
+    default: []
+    version_added: 0.5.0
   validate:
     description: Test the whole config tree with the proxy's checker before keeping it.
     type: bool
@@ -184,6 +192,7 @@ def run(module):
                 for f in module.params["secret_files"]]
     changes += [FileChange(link["path"], link=link["src"]) for link in module.params["links"]]
     changes += [FileChange(path) for path in module.params["absent"]]
+    changes += [FileChange(path, secret=True) for path in module.params["secret_absent"]]
     transaction = Transaction(changes)
     pending = transaction.pending
     result = {
@@ -237,6 +246,7 @@ def main():
             links=dict(type="list", elements="dict", default=[],
                        options=dict(path=dict(type="path", required=True), src=dict(type="str", required=True))),
             absent=dict(type="list", elements="path", default=[]),
+            secret_absent=dict(type="list", elements="path", default=[]),
             validate=dict(type="bool", default=True),
             state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
         ),

@@ -89,7 +89,10 @@ def run(module):
     pid = proxy.main_pid() if running else 0
     if not running:
         action = "started"
-    elif not recorded.get("pending") and recorded.get("digest") == digest and recorded.get("pid") == pid:
+    elif not recorded.get("pending") and recorded.get("digest") == digest and (
+            recorded.get("pid") == pid or proxy.strategy == "restart"):
+        # a proxy that only restarts reads the files on disk whenever it starts (after a reboot, or systemd's
+        # Restart=on-failure): a new PID alone is no reason to drop its connections again
         action = "none"
     else:
         action = proxy.pending_action()

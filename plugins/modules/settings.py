@@ -564,6 +564,7 @@ settings:
 """
 
 import copy
+import json
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -616,7 +617,9 @@ def main():
     if secrets is not None:
         unknown = sorted(set(secrets) - set(adapter.secrets))
         problems += ["%s is not a secret variable of the %s role" % (name, adapter.name) for name in unknown]
-        problems += adapter.secret_problems({k: v for k, v in secrets.items() if isinstance(v, str) and v}, settings)
+        # (before Ansible 2.19 a file's JSON read by a lookup arrives as a mapping)
+        given = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in secrets.items()}
+        problems += adapter.secret_problems({k: v for k, v in given.items() if isinstance(v, str) and v}, settings)
     if problems:
         module.fail_json(msg="Invalid Immich proxy settings for %s: %s" % (adapter.name, "; ".join(problems)),
                          problems=problems)

@@ -36,6 +36,15 @@ def _secret_path(host):
     return "/etc/cloudflared/credentials.json" if _local(host) else "/etc/cloudflared/token"
 
 
+def _said_before_the_restart(output):
+    """The run announced the restart before anything could restart cloudflared: its handler, or the serve step
+    that makes sure the service runs what is on disk (where only the binary or unit changed)."""
+    said = output.find("cloudflared restarts to take its new configuration (it cannot reload)")
+    points = [output.find(mark) for mark in ("RUNNING HANDLER", "Make sure the proxy runs the applied config")]
+    points = [point for point in points if point >= 0]
+    return 0 <= said < min(points) if points else False
+
+
 def _main_pid(host):
     return sh(host, "systemctl show --property=MainPID --value cloudflared").stdout.strip()
 
@@ -57,7 +66,8 @@ def test_cloudflared_runs_as_its_own_user_and_its_secret_is_a_private_file_not_a
     secret = host.file(_secret_path(host))
     assert (secret.user, secret.group, secret.mode) == ("cloudflared", "cloudflared", 0o600), (
         "%s is %s:%s %o" % (secret.path, secret.user, secret.group, secret.mode))
-    assert sh(host, "runuser -u nobody -- cat %s" % secret.path, check=False).rc != 0, "nobody can read the secret"
+    denied = sh(host, "runuser -u nobody -- cat %s" % secret.path, check=False)
+    assert denied.rc != 0 and "Permission denied" in denied.stderr, "nobody can read the secret: %r" % denied.stderr
     directory = host.file("/etc/cloudflared")
     assert (directory.user, directory.group, directory.mode) == ("root", "cloudflared", 0o750)
     config = host.file(CONFIG)
@@ -105,8 +115,7 @@ def test_cloudflared_restarts_only_for_a_change_and_the_run_says_so_first(host, 
         result = converge({"cloudflared_loglevel": "warn"})
         after = _main_pid(host)
         assert after not in (before, "0"), "cloudflared was not restarted for a new config"
-        said = result.output.find("cloudflared restarts to take its new configuration (it cannot reload)")
-        assert 0 <= said < result.output.find("RUNNING HANDLER"), result.output[-3000:]
+        assert _said_before_the_restart(result.output), result.output[-3000:]
         assert _config(host)["loglevel"] == "warn"
     finally:
         converge()
@@ -170,6 +179,8 @@ def test_what_a_tunnel_cannot_do_is_refused_with_the_variable_named_and_nothing_
     assert result.returncode != 0, "the role accepted %r" % bad
     for word in words:
         assert word in result.output, "the failure does not say %r:\n%s" % (word, result.output[-2500:])
+    for secret in bad.get("cloudflared_token", ""), *_secret_words(host):
+        assert not secret or secret not in result.output, "a secret reached Ansible's output"
     assert sh(host, "sha256sum /etc/cloudflared/* /etc/systemd/system/cloudflared.service").stdout == files
     assert _main_pid(host) == pid
     assert sh(host, traits["alive"], check=False).rc == 0
@@ -178,3 +189,60 @@ def test_what_a_tunnel_cannot_do_is_refused_with_the_variable_named_and_nothing_
 def test_an_upload_limit_over_the_plans_is_warned_about(converge):
     result = converge({"immich_proxy_max_body_size": "50000M"}, check_mode=True)
     assert "Cloudflare's free plan cuts request bodies at 100M" in result.output, result.output[-3000:]
+
+
+@pytest.mark.disruptive
+def test_a_binary_from_the_controller_replaces_the_package_with_a_restart_said_first(host, converge):
+    """cloudflared_install: binary (to /usr/local/bin), then back to the scenario's apt or .deb install."""
+    def running_binary():
+        return sh(host, "ps -o args= -p %s" % _main_pid(host)).stdout.split()[1]
+
+    converge()
+    packaged, before = running_binary(), _main_pid(host)
+    assert packaged == "/usr/bin/cloudflared", "the scenario's package install runs %s" % packaged
+    try:
+        result = converge({"cloudflared_install": "binary",
+                           "cloudflared_binary_src": STANDIN + "/cloudflared-test-standin"})
+        assert running_binary() == "/usr/local/bin/cloudflared"
+        assert _main_pid(host) not in (before, "0")
+        assert _said_before_the_restart(result.output), result.output[-3000:]
+        binary = host.file("/usr/local/bin/cloudflared")
+        assert (binary.user, binary.group, binary.mode) == ("root", "root", 0o755)
+    finally:
+        converge()
+    assert running_binary() == "/usr/bin/cloudflared"
+    left = host.file("/usr/local/bin/cloudflared")
+    assert not left.exists or left.is_symlink, "the binary install's /usr/local/bin/cloudflared was left behind"
+
+
+def _all_secret_words():
+    with open(STANDIN + "/credentials.json") as handle:
+        words = [json.load(handle)["TunnelSecret"]]
+    with open(STANDIN + "/token") as handle:
+        token = handle.read().strip()
+    return words + [token, json.loads(base64.b64decode(token))["s"]]
+
+
+@pytest.mark.disruptive
+def test_switching_the_tunnel_kind_replaces_the_secret_file_and_prints_neither_secret(host, converge):
+    was_local = _local(host)
+    if was_local:
+        switch = {"cloudflared_tunnel_id": None, "cloudflared_credentials_src": None, "cloudflared_extra_ingress": [],
+                  "cloudflared_token_src": STANDIN + "/token"}
+        now, gone = "/etc/cloudflared/token", "/etc/cloudflared/credentials.json"
+    else:
+        switch = {"cloudflared_tunnel_id": "6ff42ae2-765d-4adf-8112-31c55c1551ef", "cloudflared_token_src": None,
+                  "cloudflared_credentials_src": STANDIN + "/credentials.json"}
+        now, gone = "/etc/cloudflared/credentials.json", "/etc/cloudflared/token"
+    try:
+        result = converge(switch, args=["-vvv", "--diff"])
+        assert _local(host) != was_local
+        assert host.file(now).mode == 0o600 and not host.file(gone).exists
+        for word in _all_secret_words():
+            assert word not in result.output, "a secret reached Ansible's output"
+        assert result.output.count("(secret:") >= 2, "the diff does not mark both secret files"
+    finally:
+        result = converge(args=["-vvv", "--diff"])
+    assert _local(host) == was_local and not host.file(now).exists
+    for word in _all_secret_words():
+        assert word not in result.output, "a secret reached Ansible's output"

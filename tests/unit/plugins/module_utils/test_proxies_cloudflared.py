@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils import _proxies
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import normalise
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import SettingsError, normalise
 
 Cloudflared = _proxies.Cloudflared
 TUNNEL = "6ff42ae2-765d-4adf-8112-31c55c1551ef"
@@ -81,8 +81,19 @@ def test_secrets_are_checked_and_never_quoted(role, secrets, words):
         assert problems == []
         return
     assert any(words in p for p in problems), problems
+    # nothing of any secret given, raw or decoded, is quoted back
+    parts = set()
+    for value in secrets.values():
+        parts.add(value.strip()[:16])
+        try:
+            decoded = json.loads(value) if value.lstrip().startswith("{") else json.loads(base64.b64decode(value))
+        except ValueError:
+            decoded = {}
+        if isinstance(decoded, dict):
+            parts |= {str(v)[:16] for v in decoded.values() if len(str(v)) >= 8}
     for problem in problems:
-        assert SECRET not in problem and TOKEN[:40] not in problem
+        for part in parts:
+            assert part not in problem, (part, problem)
 
 
 class Module:
@@ -139,3 +150,14 @@ def test_without_the_binary_or_for_a_remote_tunnel_only_the_validator_runs(tmp_p
     _with_config(tmp_path, monkeypatch, {"token-file": "/etc/cloudflared/token", "no-autoupdate": True})
     module = Module({})
     assert Cloudflared(module).test() == "" and module.calls == []
+
+
+@pytest.mark.parametrize("name, value", [("cloudflared_credentials_src", CREDENTIALS),
+                                         ("cloudflared_token_src", TOKEN)])
+def test_a_secret_given_in_the_path_variable_is_named_but_never_quoted(name, value):
+    with pytest.raises(SettingsError) as caught:
+        settings_of(**{name: value})
+    problems = " ".join(caught.value.problems)
+    assert name in problems
+    for part in (SECRET, SECRET[:12], TOKEN[:12], "AccountTag", "0123456789abcdef"):
+        assert part not in problems, problems

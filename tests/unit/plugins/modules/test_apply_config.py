@@ -107,6 +107,16 @@ def test_a_rejected_apply_leaves_the_record_as_it_was(tmp_path, nginx, run_modul
     assert json.loads((state / "nginx.loaded.json").read_text()) == {"digest": "abc", "pid": 7}
 
 
+def _run_main(arguments, capsys):
+    """The module's real main() (exit_json masks no_log values): its printed output and the result, which passed."""
+    with patch_module_args(arguments), pytest.raises(SystemExit):
+        apply_config.main()
+    output = capsys.readouterr().out
+    result = json.loads(output)
+    assert not result.get("failed"), result
+    return output, result
+
+
 def test_a_secret_file_never_reaches_ansibles_output(tmp_path, nginx, monkeypatch, capsys):
     """Through the real exit_json, which masks no_log values and returns the invocation."""
     secret = '{"TunnelSecret": "c2VjcmV0LXR1bm5lbC1rZXk="}'
@@ -115,17 +125,24 @@ def test_a_secret_file_never_reaches_ansibles_output(tmp_path, nginx, monkeypatc
                      _ansible_diff=True)
     logged = []
     monkeypatch.setattr(AnsibleModule, "log", lambda self, msg, log_args=None: logged.append(msg))
-    with patch_module_args(arguments), pytest.raises(SystemExit):
-        apply_config.main()
-    output = capsys.readouterr().out
-    result = json.loads(output)
-    assert not result.get("failed"), result
+    output, result = _run_main(arguments, capsys)
     assert "c2VjcmV0" not in output, "the secret reached the module's output"
     assert "c2VjcmV0" not in " ".join(logged), "the secret reached the host's log"
     diff = next(d for d in result["diff"] if d["after_header"].endswith("credentials.json"))
     assert diff["after"].startswith("(secret: ")
     assert (tmp_path / "credentials.json").read_text() == secret
     assert oct((tmp_path / "credentials.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_removed_secret_file_never_reaches_ansibles_output_either(tmp_path, nginx, monkeypatch, capsys):
+    token = tmp_path / "token"
+    token.write_text("c2VjcmV0LXR1bm5lbC10b2tlbg==")
+    arguments = dict(args(tmp_path), secret_absent=[str(token)], _ansible_diff=True)
+    output, result = _run_main(arguments, capsys)
+    assert "c2VjcmV0" not in output, "the removed secret reached the module's output"
+    diff = next(d for d in result["diff"] if d["before_header"].endswith("token"))
+    assert diff["before"].startswith("(secret: ") and diff["after"] == ""
+    assert not token.exists()
 
 
 def test_links_are_made_with_the_files_and_undone_with_them_when_apache_refuses(tmp_path, nginx, run_module):

@@ -143,3 +143,18 @@ def test_a_proxy_without_reload_is_restarted_and_reported_so(tmp_path, nginx, ru
     assert not failed and result["action"] == "restarted"
     assert nginx.log == ["test", "restart nginx"]
     FakeNginx.master = 100
+
+
+def test_a_proxy_that_only_restarts_is_left_alone_after_it_restarted_by_itself(tmp_path, nginx, run_module,
+                                                                               monkeypatch):
+    """After a reboot or systemd's Restart=on-failure it runs the files on disk: no second drop."""
+    monkeypatch.setitem(_proxies.PROXIES, "nginx", FakeRestartingProxy)
+    args = {"kind": "nginx", "state_dir": str(tmp_path)}
+    run_module(reload_service, args)
+    FakeNginx.master = 300
+    result, failed = run_module(reload_service, args)
+    assert not failed and result["action"] == "none", result
+    FakeNginx.config = "changed"
+    result, failed = run_module(reload_service, args)
+    assert not failed and result["action"] == "restarted", "a changed config still restarts it"
+    FakeNginx.master = 100
