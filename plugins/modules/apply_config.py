@@ -246,7 +246,8 @@ def main():
             links=dict(type="list", elements="dict", default=[],
                        options=dict(path=dict(type="path", required=True), src=dict(type="str", required=True))),
             absent=dict(type="list", elements="path", default=[]),
-            secret_absent=dict(type="list", elements="path", default=[]),
+            # paths only: the files' content is what is secret (see FileChange)
+            secret_absent=dict(type="list", elements="path", default=[], no_log=False),
             validate=dict(type="bool", default=True),
             state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
         ),
