@@ -40,6 +40,8 @@ sanity: testbed
 	bash scripts/sanity.sh
 
 molecule: testbed
+	# each behaviour-suite run adds its figures here and renders docs/reliability.md from them
+	rm -rf .cache/reliability
 	for scenario in $(SCENARIOS); do molecule test -s $$scenario; done
 
 test: lint unit sanity molecule

@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: a Debian 12 container with the Immich
 # test double (a stand-in for Immich), playbooks/site.yml deploys the proxy that
-# KIND names (nginx by default; KIND=apache, KIND=caddy or KIND=traefik) in front of it,
+# KIND names (nginx by default; any kind of the collection) in front of it,
 # playbooks/check.yml reports each end-to-end check, and a request from this
-# machine shows what Immich received. KIND=cloudflared deploys the split set-up
-# (inventory/demo-tunnel: a tunnel, with the test-only cloudflared stand-in, and
-# nginx for uploads on the LAN). DEMO_KEEP=1 leaves the container up.
+# machine shows what Immich received. A kind that needs more than
+# inventory/demo with immich_proxy_kind=KIND has its own inventory/demo-KIND/
+# (hosts.yml, and a show.sh that prints what the kind leaves on the host): the
+# cloudflared one is the split set-up, a tunnel (the test-only cloudflared
+# stand-in) and nginx on the LAN for uploads. DEMO_KEEP=1 leaves the container up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KIND=${KIND:-nginx}
 NAME=immich-proxy-demo
 INVENTORY=inventory/demo/hosts.yml
 KIND_VAR=(-e "immich_proxy_kind=$KIND")
-HTTP_KIND=$KIND
-if [ "$KIND" = cloudflared ]; then
-  # the split set-up: each host of the inventory has its own kind
-  INVENTORY=inventory/demo-tunnel/hosts.yml
+SHOW=
+if [ -d "inventory/demo-$KIND" ]; then
+  # each host of the kind's own inventory says its kind
+  INVENTORY=inventory/demo-$KIND/hosts.yml
   KIND_VAR=()
-  HTTP_KIND="nginx on the LAN"
+  [ -f "inventory/demo-$KIND/show.sh" ] && SHOW=inventory/demo-$KIND/show.sh
 fi
 cleanup() { [ "${DEMO_KEEP:-0}" = 1 ] || docker rm -f "$NAME" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -35,17 +37,14 @@ echo "== playbooks/site.yml deploys $KIND in front of it"
 ansible-playbook -i "$INVENTORY" "${KIND_VAR[@]}" playbooks/site.yml
 echo "== playbooks/check.yml checks it end to end"
 ansible-playbook -i "$INVENTORY" "${KIND_VAR[@]}" playbooks/check.yml
-if [ "$KIND" = cloudflared ]; then
-  echo "== the tunnel (TEST-ONLY STAND-IN for cloudflared: it tunnels nothing; Cloudflare's edge is not reachable)"
-  docker exec "$NAME" sh -c 'ls -l /etc/cloudflared; ps -o user=,args= -C cloudflared; echo "/ready:"; \
-    curl -sS http://127.0.0.1:20241/ready; echo'
-  echo "== uploads go through nginx on the LAN (below): Cloudflare's Free plan cuts them at 100 MB"
+if [ -n "$SHOW" ]; then
+  NAME=$NAME bash "$SHOW"
 fi
 
 ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$NAME")
 ca=$(mktemp)
 docker exec "$NAME" cat /etc/immich-proxy/tls/photos.immich.test/fullchain.pem >"$ca"
-echo "== from this machine: https://photos.immich.test ($HTTP_KIND at $ip)"
+echo "== from this machine: https://photos.immich.test (at $ip)"
 curl -sS --cacert "$ca" --resolve "photos.immich.test:443:$ip" https://photos.immich.test/.well-known/immich
 echo
 curl -sS --cacert "$ca" --resolve "photos.immich.test:443:$ip" https://photos.immich.test/api/server/ping

@@ -192,6 +192,10 @@ class Proxy:
         """What taking the config on disk means for the running service: "reloaded" or "restarted" (drops)."""
         return ACTIONS[self.strategy]
 
+    def reload_drops(self):
+        """What a graceful reload of the installed version still drops, as a sentence; None if nothing."""
+        return None
+
     def generation(self):
         """Something that changes each time the service loads its config."""
         raise NotImplementedError
@@ -199,13 +203,20 @@ class Proxy:
     def take_config(self):
         """Make the running service use the config on disk, the way its strategy says, and prove it."""
         before = self.generation()
-        if self.strategy == "restart":
-            self.systemctl("restart", self.service)
-        elif self.strategy == "reload":
-            self.systemctl("reload", self.service)
+        verb = "restart" if self.strategy == "restart" else "reload"
+        if self.strategy in ("restart", "reload"):
+            rc, out = self.systemctl(verb, self.service, check=False)
+            if rc != 0:
+                raise ProxyError(
+                    "%s refused to %s (%s). The new configuration passed its checks and is on disk; %s. Find "
+                    "why in 'journalctl -u %s' (a unit override of ExecReload, a stopped service), fix it and "
+                    "run again: the next run %ss it." % (
+                        self.service, verb, out or "systemctl %s %s failed" % (verb, self.service),
+                        "the service is stopped" if not self.is_running() else "the previous one keeps serving",
+                        self.service, verb))
         if not self.wait_until(lambda: self.generation_moved(before), 20):
             raise ProxyError("%s was asked to load its new configuration but still runs the previous one "
-                             "(see 'journalctl -u %s')" % (self.service, self.service))
+                             "(see 'journalctl -u %s'); the next run tries again" % (self.service, self.service))
 
     def generation_moved(self, before):
         return self.generation() != before
@@ -397,6 +408,16 @@ class Caddy(Proxy):
         runuser = self.module.get_bin_path("runuser", required=True, opt_dirs=["/usr/sbin", "/sbin"])
         return [runuser, "-u", self.key_reader, "--", self._binary(), "validate", "--adapter", "caddyfile",
                 "--config", self.config_path]
+
+    def reload_drops(self):
+        # Caddy closes the streams (websockets) of the config it unloads at once; stream_close_delay, which the
+        # role sets from 2.7 on, keeps them open
+        rc, out, _err = self.module.run_command([self._binary(), "version"])
+        match = re.match(r"v?(\d+)\.(\d+)\.", out.strip()) if rc == 0 else None
+        if match and (int(match.group(1)), int(match.group(2))) < (2, 7):
+            return ("Caddy %s closes open websockets on every reload (keeping them needs Caddy 2.7 or later); "
+                    "Immich's apps reconnect, uploads in progress complete" % out.split()[0])
+        return None
 
     def _adapted(self):
         rc, out, err = self.module.run_command([self._binary(), "adapt", "--adapter", "caddyfile",
@@ -964,6 +985,112 @@ def _token_problems(token):
 
 
 PROXIES = {cls.name: cls for cls in (Nginx, Apache, Caddy, Traefik, Cloudflared)}
+
+
+def listeners(ports, proc="/proc"):
+    """port -> [(pid, comm, systemd unit or None)] of the processes listening on these TCP ports (any address).
+
+    Read from /proc/net/tcp{,6} (state 0A, LISTEN) and each process's open
+    sockets; run as root, as the modules are, to see every process.
+    """
+    inodes = {}
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(os.path.join(proc, "net", table)) as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A":
+                port = int(fields[1].rsplit(":", 1)[1], 16)
+                if port in ports:
+                    inodes[fields[9]] = port
+    found = {}
+    if not inodes:
+        return found
+    for pid in (name for name in os.listdir(proc) if name.isdigit()):
+        fd_dir = os.path.join(proc, pid, "fd")
+        try:
+            links = [os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir)]
+        except OSError:
+            continue
+        held = {inodes[link[8:-1]] for link in links if link.startswith("socket:[") and link[8:-1] in inodes}
+        if not held:
+            continue
+        try:
+            with open(os.path.join(proc, pid, "comm")) as handle:
+                comm = handle.read().strip()
+            with open(os.path.join(proc, pid, "cgroup")) as handle:
+                units = re.findall(r"/([^/\s]+\.service)(?:/|$)", handle.read(), re.M)
+        except OSError:
+            continue
+        for port in held:
+            found.setdefault(port, []).append((int(pid), comm, units[-1] if units else None))
+    return found
+
+
+def port_problems(adapter, settings, holders=None):
+    """The ports the proxy must listen on that another program holds, each naming its variable.
+
+    A port held by any proxy service of this collection is not a problem: its
+    own service (a reload keeps the sockets) or the previous kind of the host.
+    """
+    if not adapter.listens:
+        return []
+    wanted = {settings["http_port"]: "immich_proxy_http_port"}
+    if settings.get("tls") != "off":
+        wanted[settings["https_port"]] = "immich_proxy_https_port"
+    if holders is None:
+        holders = listeners(set(wanted))
+    ours = {proxy.service + ".service" for proxy in PROXIES.values() if proxy.service}
+    problems = []
+    for port, variable in sorted(wanted.items()):
+        others = sorted({(comm, pid, unit) for pid, comm, unit in holders.get(port, ()) if unit not in ours})
+        if others:
+            problems.append("%s %d is already in use by %s: stop that program or choose another port "
+                            "(nothing was changed)" % (variable, port, ", ".join(
+                                "%s (pid %d%s)" % (comm, pid, ", %s" % unit if unit else "")
+                                for comm, pid, unit in others)))
+    return problems
+
+
+# What each file the settings name on the host must hold: (settings key, variable, PEM marker, what it is).
+HOST_FILES = (
+    ("tls_cert", "immich_proxy_tls_cert", "-----BEGIN CERTIFICATE-----", "a PEM certificate (chain)"),
+    ("tls_key", "immich_proxy_tls_key", "PRIVATE KEY-----", "a PEM private key"),
+    ("backend_ca_file", "immich_proxy_backend_ca_file", "-----BEGIN CERTIFICATE-----", "a PEM CA bundle"),
+    ("acme_ca_file", "immich_proxy_acme_ca_file", "-----BEGIN CERTIFICATE-----", "a PEM CA bundle"),
+)
+
+
+def file_problems(settings):
+    """Files the settings name on the proxy host that are missing, unreadable or not what they must be.
+
+    Never quotes a file's content (one of them is a private key). Checked before
+    anything changes, for every proxy alike: a proxy that only watches its files
+    (Traefik) would otherwise serve its default certificate instead.
+    """
+    problems = []
+    for key, variable, marker, what in HOST_FILES:
+        path = settings.get("tls_cert_path" if key == "tls_cert" else "tls_key_path" if key == "tls_key" else key)
+        if key in ("tls_cert", "tls_key") and settings.get("tls") != "provided":
+            continue
+        if not path:
+            continue
+        if not os.path.isfile(path):
+            problems.append("%s %s does not exist on this host (the file must be on the proxy host; nothing "
+                            "was changed)" % (variable, path))
+            continue
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(1 << 20)
+        except OSError as exc:
+            problems.append("%s %s cannot be read: %s (nothing was changed)" % (variable, path, exc.strerror))
+            continue
+        if marker.encode() not in head:
+            problems.append("%s %s is not %s (nothing was changed)" % (variable, path, what))
+    return problems
 
 
 def proxy_class(kind):

@@ -96,6 +96,8 @@ checks:
     - {"name": "ping", "ok": true, "skipped": false, "detail": "GET /api/server/ping answered {\"res\": \"pong\"}"}
 """
 
+import re
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._probe import Target, run_checks
@@ -136,6 +138,12 @@ def main():
         skipped = len([c for c in checks if c["skipped"]])
         if skipped:
             summary += " and %d could not run without it" % skipped
+        gateway = [c for c in failed if re.search(r"\bHTTP 50[234]\b", c["detail"])]
+        if len(gateway) == len(failed) and not any(c["name"] == "tls" for c in failed):
+            # the proxy is up and configured; what it sends to does not answer
+            summary = ("the proxy answers but cannot reach Immich (HTTP 502/503/504 from the proxy): is Immich "
+                       "running at the addresses of immich_proxy_backends, and reachable from this host? Start it "
+                       "and run again. " + summary)
         module.fail_json(msg="%s: %s" % (summary, reasons), checks=checks)
     module.exit_json(changed=False, checks=checks)
 

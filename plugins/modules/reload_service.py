@@ -62,6 +62,13 @@ action:
   returned: always
   type: str
   sample: reloaded
+drops:
+  description:
+    - For a reload, what the installed version of the proxy still drops when it reloads (Caddy before 2.7 closes
+      open websockets), as a sentence; null when a reload drops nothing or the action is not a reload.
+  returned: when the proxy is installed
+  type: str
+  sample: null
 digest:
   description: SHA-256 of the config the service runs now (or would run, in check mode).
   returned: when the proxy is installed
@@ -101,6 +108,7 @@ def run(module):
     result = {
         "changed": action != "none",
         "action": action,
+        "drops": proxy.reload_drops() if action == "reloaded" else None,
         "digest": digest,
         "diff": {"before": "loaded config: %s%s\n" % (loaded, stale), "after": "loaded config: %s\n" % digest},
     }

@@ -568,7 +568,12 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import ProxyError, proxy_class
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import (
+    ProxyError,
+    file_problems,
+    port_problems,
+    proxy_class,
+)
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import (
     CONTRACT,
     SettingsError,
@@ -613,6 +618,9 @@ def main():
     except SettingsError as exc:
         module.fail_json(msg="Invalid Immich proxy settings: " + "; ".join(exc.problems), problems=exc.problems)
     problems = adapter.settings_problems(settings) if role_values is not None else []
+    if role_values is not None:
+        # before a deploy (the role's variables given), on the host itself: its ports must be free for the proxy
+        problems += port_problems(adapter, settings) + file_problems(settings)
     secrets = module.params["secrets"]
     if secrets is not None:
         unknown = sorted(set(secrets) - set(adapter.secrets))

@@ -20,6 +20,7 @@ import shlex
 import pytest
 import testinfra
 
+import reliability
 from harness import KINDS, ROOT, Proxy, ansible_bin, ansible_env, container_address, container_gateway, run
 
 
@@ -38,6 +39,9 @@ def pytest_addoption(parser):
                     help="a network of immich_proxy_trusted_proxies; the suite sends from its first address, "
                          "inside the container")
     group.addoption("--inventory", default=None, help="molecule's inventory, for tests that re-run the role")
+    group.addoption("--faults", choices=["yes", "no"], default="yes",
+                    help="run the fault-injection tests (marker faults); molecule's verify runs them on the first "
+                         "host of each scenario only, to keep make test within its time")
 
 
 def pytest_collection_modifyitems(items):
@@ -51,11 +55,27 @@ def pytest_collection_modifyitems(items):
 def pytest_configure(config):
     config.addinivalue_line("markers", "disruptive: stops services or re-runs the role; runs after the others")
     config.addinivalue_line("markers", "last: changes the scenario's TLS mode; runs at the very end")
+    config.addinivalue_line("markers", "faults: injects a fault or changes the config under load (--faults)")
     config.addinivalue_line("markers", "needs(**traits): runs only where the kind has these traits (harness.KINDS)")
+    config.immich_proxy_figures = reliability.Figures()
+
+
+def pytest_sessionfinish(session):
+    """This run's figures and outcomes to docs/reliability.md (tests/behaviour/reliability.py)."""
+    config = session.config
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or not session.testscollected:
+        return
+    outcomes = {key: len([report for report in reporter.stats.get(key, []) if getattr(report, "when", "call")
+                          in ("call", "setup")]) for key in ("passed", "failed", "skipped", "error")}
+    reliability.save(config.immich_proxy_figures, config.getoption("kind"), config.getoption("container"), outcomes)
 
 
 def pytest_runtest_setup(item):
     kind = item.config.getoption("kind")
+    if item.get_closest_marker("faults") is not None and item.config.getoption("faults") != "yes":
+        pytest.skip("fault injection runs on the first host of the scenario (--faults=yes), to keep make test "
+                    "within its time")
     for marker in item.iter_markers("needs"):
         for trait, needed in marker.kwargs.items():
             wanted = needed if isinstance(needed, (list, tuple)) else [needed]
@@ -63,6 +83,12 @@ def pytest_runtest_setup(item):
             if have not in wanted:
                 pytest.skip("does not apply to %s: its trait %s is %r, the test needs %s"
                             % (kind, trait, have, " or ".join(repr(w) for w in wanted)))
+
+
+@pytest.fixture(scope="session")
+def figures(pytestconfig):
+    """The run's figures for docs/reliability.md: tests add what they tried and what came of it."""
+    return pytestconfig.immich_proxy_figures
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +146,7 @@ class Converger:
         self.inventory = inventory
         self.container = container
 
-    def __call__(self, extra_vars=None, check=True, check_mode=False, args=()):
+    def __call__(self, extra_vars=None, check=True, check_mode=False, args=(), env=None):
         if not self.inventory:
             pytest.fail("--inventory is needed to re-run the role")
         argv = [ansible_bin("ansible-playbook"), "-i", self.inventory, "-l", self.container,
@@ -130,7 +156,8 @@ class Converger:
         argv += list(args)
         # Plain, unwrapped output whatever molecule set for its own runs;
         # ansible-core writes task errors to stderr, so both are kept.
-        env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+        env = ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+                          **(env or {}))
         result = run(argv, check=False, timeout=900, env=env)
         result.output = result.stdout + result.stderr
         if check and result.returncode != 0:

@@ -37,6 +37,8 @@ KINDS = {
         "strategy": "reload",
         # for strategy watch: role variables whose change the running proxy takes without a restart
         "live_change_vars": None,
+        # a settings change that alters the config files (one the running proxy takes without a restart where it can)
+        "config_change_vars": {"immich_proxy_timeout": 700},
         # whether a new immich_proxy_timeout takes a restart (Traefik: entrypoint timeouts are static config)
         "timeout_change_restarts": False,
         # for a role that downloads a release and checks its published checksum: a shell script that puts a
@@ -74,6 +76,7 @@ KINDS = {
         "acme": "certbot",
         "strategy": "reload",
         "live_change_vars": None,
+        "config_change_vars": {"immich_proxy_timeout": 700},
         "timeout_change_restarts": False,
         "tampered_release": None,
         "listens": True,
@@ -96,6 +99,7 @@ KINDS = {
         "acme": "builtin",
         "strategy": "reload",
         "live_change_vars": None,
+        "config_change_vars": {"immich_proxy_timeout": 700},
         "timeout_change_restarts": False,
         "tampered_release": None,
         "listens": True,
@@ -117,6 +121,7 @@ KINDS = {
         "acme": "builtin",
         "strategy": "watch",
         "live_change_vars": {"traefik_health_interval": 7},
+        "config_change_vars": {"traefik_health_interval": 7},
         "timeout_change_restarts": True,
         "tampered_release": {
             # the scenario's mirror (molecule/traefik/prepare.yml) in GitHub's layout
@@ -152,6 +157,7 @@ KINDS = {
         "acme": "none",
         "strategy": "restart",
         "live_change_vars": None,
+        "config_change_vars": {"cloudflared_loglevel": "warn"},
         # nothing of cloudflared's config follows immich_proxy_timeout (Cloudflare's edge waits 100 s, fixed)
         "timeout_change_restarts": False,
         "tampered_release": None,
@@ -224,6 +230,27 @@ def tree_digest(host, dirs):
     script = ("find %s \\( -type f -o -type l \\) -printf '%%p %%m %%u %%l\\n' | sort; "
               "find %s -type f -exec sha256sum {} + | sort" % (" ".join(dirs), " ".join(dirs)))
     return sh(host, script).stdout
+
+
+def snapshot(host, traits):
+    """The proxy's config files (digest) and its processes: what a run that fails must leave as it was."""
+    return tree_digest(host, traits["config_dirs"]), pids(host, traits["processes"])
+
+
+def assert_untouched(proxy, host, traits, before):
+    after = snapshot(host, traits)
+    assert after[0] == before[0], "config files changed after a failed run"
+    assert after[1] == before[1], "the proxy's processes changed (was it reloaded or restarted?)"
+    assert_serving(proxy, host, traits)
+
+
+def assert_serving(proxy, host, traits):
+    """Through the proxy where it listens; a tunnel, by its own readiness on the host."""
+    if not traits["listens"]:
+        assert sh(host, traits["alive"], check=False).rc == 0, "%s stopped serving" % traits["service"]
+        return
+    status, _headers, payload = proxy.json("GET", "/api/server/ping")
+    assert (status, payload) == (200, {"res": "pong"}), "the proxy stopped serving"
 
 
 def pids(host, names):

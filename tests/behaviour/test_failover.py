@@ -15,7 +15,7 @@ pytestmark = pytest.mark.needs(listens=True)
 
 
 @pytest.mark.disruptive
-def test_stopping_one_backend_loses_no_request_after_the_first_failure(proxy, host, backend_ports):
+def test_stopping_one_backend_loses_no_request_after_the_first_failure(proxy, host, backend_ports, figures):
     if len(backend_ports) < 2:
         pytest.skip("the scenario has one backend: there is no pool to fail over in")
     kept, stopped = ("double-%d" % port for port in backend_ports[:2])
@@ -33,4 +33,6 @@ def test_stopping_one_backend_loses_no_request_after_the_first_failure(proxy, ho
     finally:
         sh(host, "systemctl start immich-double@%d" % backend_ports[1])
     failures = [i for i, outcome in enumerate(outcomes) if outcome != kept]
+    figures.add("pool_requests", len(outcomes))
+    figures.add("pool_lost", len(failures))
     assert failures in ([], [0]), "requests failed after the first one: %r" % [(i, outcomes[i]) for i in failures]

@@ -33,7 +33,7 @@ def immich(proxy, home, *args):
     return result.returncode, result.stdout + result.stderr
 
 
-def test_the_immich_cli_logs_in_and_uploads_through_the_proxy(proxy, host, backend_ports, tmp_path):
+def test_the_immich_cli_logs_in_and_uploads_through_the_proxy(proxy, host, backend_ports, tmp_path, figures):
     url = proxy.public_url if proxy.port in (80, 443) else "%s:%d" % (proxy.public_url, proxy.port)
     rc, out = immich(proxy, tmp_path, "login", url, "behaviour-suite-key")
     assert rc == 0 and "Logged in as admin@example.org" in out, "immich login failed:\n%s" % out
@@ -47,6 +47,8 @@ def test_the_immich_cli_logs_in_and_uploads_through_the_proxy(proxy, host, backe
                 if record["sha1"] == sha1]
     assert len(received) == 1, "Immich should have received the file once, got %r" % received
     assert received[0]["size_ok"], "Immich received %d bytes, the CLI announced another size" % received[0]["bytes"]
+    figures.add("uploads")
+    figures.add("upload_gib", received[0]["bytes"] / 2 ** 30)
     sh(host, "rm -f %s" % received[0]["path"])
 
     # With two backends the double's instances do not share what they know (Immich's

@@ -9,28 +9,7 @@ import time
 
 import pytest
 
-from harness import ROOT, ansible_bin, ansible_env, pids, run, sh, tree_digest
-
-
-def _snapshot(host, traits):
-    return tree_digest(host, traits["config_dirs"]), pids(host, traits["processes"])
-
-
-def _assert_untouched(proxy, host, traits, before):
-    after = _snapshot(host, traits)
-    assert after[0] == before[0], "config files changed after a failed run"
-    assert after[1] == before[1], "the proxy's processes changed (was it reloaded or restarted?)"
-    assert_serving(proxy, host, traits)
-
-
-def assert_serving(proxy, host, traits):
-    """Through the proxy where it listens; a tunnel, by its own readiness on the host."""
-    if not traits["listens"]:
-        assert sh(host, traits["alive"], check=False).rc == 0, "%s stopped serving" % traits["service"]
-        return
-    status, _headers, payload = proxy.json("GET", "/api/server/ping")
-    assert (status, payload) == (200, {"res": "pong"}), "the proxy stopped serving"
-
+from harness import ROOT, ansible_bin, ansible_env, assert_serving, assert_untouched, run, sh, snapshot
 
 # The proxy's own variables (a smuggled directive; values of the wrong type) come from the traits of the kind.
 ROLE_VARIABLE = "role-variable"
@@ -53,7 +32,8 @@ CONTRACT_TYPE_ERRORS = {"immich_proxy_timeout": "soon", "immich_proxy_hsts": "ma
     (TYPE_ERRORS, None),
 ], ids=["sub-path", "directive-injection", "every-problem-at-once", "role-variable-injection",
         "type-errors-with-the-rest"])
-def test_bad_settings_fail_with_the_variable_named_and_change_nothing(proxy, host, traits, converge, bad, words):
+def test_bad_settings_fail_with_the_variable_named_and_change_nothing(
+        proxy, host, traits, converge, figures, bad, words):
     if bad == ROLE_VARIABLE:
         bad = traits["injection_vars"]
         words = list(bad)
@@ -61,12 +41,13 @@ def test_bad_settings_fail_with_the_variable_named_and_change_nothing(proxy, hos
         # Type errors of the contract and of the role, and a problem that is not a type error, in one run.
         bad = dict(CONTRACT_TYPE_ERRORS, **traits["type_error_vars"])
         words = list(bad) + ["sub-path"]
-    before = _snapshot(host, traits)
+    before = snapshot(host, traits)
+    figures.add("hostile_inputs", len(bad))
     result = converge(bad, check=False)
     assert result.returncode != 0, "the role accepted %r" % bad
     for word in words:
         assert word in result.output, "the failure does not say %r:\n%s" % (word, result.output[-2500:])
-    _assert_untouched(proxy, host, traits, before)
+    assert_untouched(proxy, host, traits, before)
 
 
 @pytest.mark.disruptive
@@ -74,13 +55,13 @@ def test_a_config_the_proxy_rejects_is_rolled_back_and_the_old_one_keeps_serving
     applies = traits.get("broken_config_applies")
     if applies and sh(host, applies, check=False).rc != 0:
         pytest.skip("does not apply to this host: %s fails (the tunnel host beside it runs this test)" % applies)
-    before = _snapshot(host, traits)
+    before = snapshot(host, traits)
     result = converge(traits["broken_config_vars"], check=False)
     assert result.returncode != 0, "the proxy accepted a broken config"
     assert traits["broken_config_message"] in result.output, result.output[-2500:]
     # restored after a test in place, or never swapped in after a precheck (Traefik)
     assert "the previous configuration is still in place" in result.output, result.output[-2500:]
-    _assert_untouched(proxy, host, traits, before)
+    assert_untouched(proxy, host, traits, before)
     leftovers = sh(host, "find %s -name '*.immich-proxy-*'" % " ".join(traits["config_dirs"])).stdout
     assert not leftovers.strip(), "staging files were left behind: %s" % leftovers
 
@@ -90,7 +71,7 @@ def test_a_config_the_proxy_rejects_is_rolled_back_and_the_old_one_keeps_serving
 def test_files_the_running_proxy_does_not_take_are_rolled_back(proxy, host, traits, converge):
     """A proxy that applies files as they are written (Traefik) must be seen serving them, or they go back."""
     converge()  # the scenario as it is, so that nothing but the change below is due (no restart)
-    before = _snapshot(host, traits)
+    before = snapshot(host, traits)
     # a frozen proxy cannot take anything; the candidate itself is fine (a throwaway instance accepts it)
     sh(host, "systemctl kill --signal=SIGSTOP %s" % traits["service"])
     try:
@@ -100,7 +81,7 @@ def test_files_the_running_proxy_does_not_take_are_rolled_back(proxy, host, trai
     assert result.returncode != 0, "the run passed although the running proxy could not take the new files"
     assert "did not take the new" in result.output and "the previous configuration is still in place" in (
         result.output), result.output[-2500:]
-    _assert_untouched(proxy, host, traits, before)
+    assert_untouched(proxy, host, traits, before)
 
 
 @pytest.mark.disruptive
@@ -133,13 +114,13 @@ def test_a_release_that_does_not_match_its_published_checksum_is_refused(proxy, 
         pytest.skip("does not apply: the role installs no downloaded release (trait tampered_release is None)")
     converge()
     sh(host, tampered["script"])
-    before = _snapshot(host, traits)
+    before = snapshot(host, traits)
     binary = sh(host, "sha256sum %s" % tampered["binary"]).stdout
     result = converge(tampered["vars"], check=False)
     assert result.returncode != 0, "a release whose checksum does not match was accepted"
     assert "did not match" in result.output, result.output[-2500:]
     assert sh(host, "sha256sum %s" % tampered["binary"]).stdout == binary, "the installed binary changed"
-    _assert_untouched(proxy, host, traits, before)
+    assert_untouched(proxy, host, traits, before)
 
 
 @pytest.mark.disruptive

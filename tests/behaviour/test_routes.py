@@ -79,11 +79,12 @@ def test_tls_passes_sslyzes_mozilla_intermediate_check(proxy):
 
 @pytest.mark.parametrize("host_header", ["evil.example", "{host}.evil.example", "{host}:9999", "127.0.0.1"])
 @pytest.mark.parametrize("scheme", ["http", "https"])
-def test_a_request_for_another_host_never_reaches_immich(proxy, host, backend_ports, scheme, host_header):
+def test_a_request_for_another_host_never_reaches_immich(proxy, host, backend_ports, scheme, host_header, figures):
     if scheme == "https" and proxy.scheme != "https":
         pytest.skip("the scenario serves plain HTTP")
     host_header = host_header.format(host=proxy.host)
     status, head, reached = host_probe(proxy, host, backend_ports, scheme, host_header)
+    figures.attack("Host of another name (%s)" % scheme, "reached" if reached else "refused")
     assert not reached, "Host %r reached Immich over %s: %r" % (host_header, scheme, reached)
     assert status in (None, 301, 308, 400, 403, 404, 421), (
         "Host %r over %s: expected a refusal, got %r" % (host_header, scheme, head[:200]))
@@ -93,12 +94,13 @@ def test_a_request_for_another_host_never_reaches_immich(proxy, host, backend_po
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
-def test_an_absolute_uri_for_another_host_never_reaches_immich(proxy, host, backend_ports, scheme):
+def test_an_absolute_uri_for_another_host_never_reaches_immich(proxy, host, backend_ports, scheme, figures):
     """No open proxy: ``GET http://evil.example/...`` with the public Host is refused, not passed on."""
     if scheme == "https" and proxy.scheme != "https":
         pytest.skip("the scenario serves plain HTTP")
     status, head, reached = host_probe(proxy, host, backend_ports, scheme, proxy.host_header,
                                        absolute_host="evil.example")
+    figures.attack("absolute URI for another host (%s)" % scheme, "reached" if reached else "refused")
     assert not reached, "an absolute URI for evil.example reached Immich over %s: %r" % (scheme, reached)
     assert status in (None, 301, 308, 400, 403, 404, 421), (
         "an absolute URI for evil.example over %s: expected a refusal, got %r" % (scheme, head[:200]))

@@ -29,7 +29,8 @@ def _received_upload(host, ports, asset_id):
     raise AssertionError("no Immich double received upload %s" % asset_id)
 
 
-def test_a_2_gib_upload_arrives_byte_identical_and_nothing_is_spooled_to_disk(proxy, host, traits, backend_ports):
+def test_a_2_gib_upload_arrives_byte_identical_and_nothing_is_spooled_to_disk(
+        proxy, host, traits, backend_ports, figures):
     size = 2 * GiB
     before = written_bytes(host, traits["processes"])
     status, answer, sha1 = _upload(proxy, size)
@@ -39,6 +40,8 @@ def test_a_2_gib_upload_arrives_byte_identical_and_nothing_is_spooled_to_disk(pr
     sh(host, "rm -f %s" % record["path"])
     assert record["bytes"] == size, "Immich received %d bytes of %d" % (record["bytes"], size)
     assert record["sha1"] == sha1, "the upload arrived altered: SHA-1 %s, sent %s" % (record["sha1"], sha1)
+    figures.add("uploads")
+    figures.add("upload_gib", size / GiB)
     written = sum(after[pid] - before[pid] for pid in after if pid in before)
     assert before and after, "no %s process was found to measure" % traits["processes"]
     assert written <= size // 100, (

@@ -20,7 +20,7 @@ and test-only endpoints under /_double/ that say what the double received:
   GET  /_double/delay?seconds=N       answers after N seconds
   POST /_double/sink                  reads the body, answers its size and SHA-1
   GET  /_double/uploads               the uploads received so far
-  GET  /_double/requests              method, path and Host of the last 1000 requests received
+  GET  /_double/requests              method, path, Host and headers of the last 1000 requests received
 
 Standard library only, so it runs inside the test containers on any Debian
 python3. Every request is answered by a thread; bodies are never held in memory.
@@ -208,7 +208,8 @@ class Handler(BaseHTTPRequestHandler):
         if not self.path.startswith("/_double/requests"):
             with self.state.lock:
                 self.state.requests.append({"method": self.command, "path": self.path,
-                                            "host": self.headers.get("Host")})
+                                            "host": self.headers.get("Host"),
+                                            "headers": [list(pair) for pair in self.headers.items()]})
         return urlsplit(self.path)
 
     # -- verbs --------------------------------------------------------------

@@ -40,7 +40,7 @@ def untemplated(value):
     return value
 
 
-@pytest.mark.parametrize("inventory", ["example", "demo", "demo-tunnel"])
+@pytest.mark.parametrize("inventory", ["example", "demo", "demo-cloudflared"])
 def test_every_host_of_the_inventory_passes_the_contract_for_its_kind(inventory):
     found = hosts(inventory)
     assert found, "no hosts in inventory/%s" % inventory

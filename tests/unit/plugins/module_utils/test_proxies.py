@@ -262,3 +262,21 @@ def test_traefik_extra_middlewares_are_plain_names(name, ok):
     assert (not problems) == ok, problems
     if not ok:
         assert problems[0].startswith("traefik_extra_router_middlewares: ")
+
+
+@pytest.mark.parametrize("version, drops", [
+    ("v2.6.2 h1:PBglEL7/+p3Fjhfp2fP0bPNOwD4qgl9dcFJ2pF+XzCI=", True),
+    ("v2.7.6 h1:w0NymbG2m9PcvKWsrXO6EEkY9Ru4FJK8uQbYcev1p3A=", False),
+    ("v2.11.7 h1:yj0Y4fYZGPkSvibBJ1sTWE33xC0fxztVyXEW5iIdUT4=", False),
+])
+def test_caddy_before_2_7_says_a_reload_closes_websockets(version, drops):
+    """From 2.7 the role keeps them with stream_close_delay; before, the run says so before the reload."""
+    said = _proxies.Caddy(Module({("/usr/sbin/caddy", "version"): (0, version + "\n", "")})).reload_drops()
+    assert (said is not None) == drops
+    if drops:
+        assert said.startswith("Caddy v2.6.2 closes open websockets on every reload")
+
+
+def test_the_other_proxies_drop_nothing_on_a_reload():
+    for kind in ("nginx", "apache", "traefik", "cloudflared"):
+        assert _proxies.PROXIES[kind](Module({})).reload_drops() is None

@@ -75,7 +75,7 @@ def test_a_changed_config_is_reloaded_once_and_then_left_alone(tmp_path, nginx, 
     state = json.loads((tmp_path / "nginx.loaded.json").read_text())
     assert state == {"digest": result["digest"], "pid": 100}
     result, _failed = run_module(reload_service, {"kind": "nginx", "state_dir": str(tmp_path)})
-    assert result == {"changed": False, "action": "none", "digest": state["digest"],
+    assert result == {"changed": False, "action": "none", "drops": None, "digest": state["digest"],
                       "diff": result["diff"]}
     assert nginx.log == ["test", "reload nginx"], "an unchanged config must not be reloaded again"
 

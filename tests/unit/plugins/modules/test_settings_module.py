@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from ansible_collections.homelab.immich_proxy.plugins.doc_fragments.attributes import ModuleDocFragment
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import PROXIES
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import PROXIES, file_problems
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import CONTRACT, normalise
 from ansible_collections.homelab.immich_proxy.plugins.modules import settings
 
@@ -23,6 +23,30 @@ NGINX_VALUES = {"nginx_ipv6": "false", "nginx_backend_fail_timeout": "10", "ngin
 def nginx_variables(monkeypatch):
     """The nginx adapter declaring a known set of role-only variables, whatever it declares today."""
     monkeypatch.setattr(PROXIES["nginx"], "variables", NGINX_VARIABLES, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def free_host(monkeypatch):
+    """The machine that runs the unit tests is not a proxy host: its ports and files are not looked at
+    (test_host_checks.py tests those checks; the test below, that the module makes them)."""
+    monkeypatch.setattr(settings, "port_problems", lambda adapter, values: [])
+    monkeypatch.setattr(settings, "file_problems", lambda values: [])
+
+
+def test_before_a_deploy_the_files_the_settings_name_are_checked_on_the_host(run_module, tmp_path, monkeypatch):
+    monkeypatch.setattr(settings, "file_problems", file_problems)
+    key = tmp_path / "privkey.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n")
+    result, failed = run_module(settings, args(public_url="https://photos.example.org", tls="provided",
+                                               tls_cert=str(tmp_path / "missing.pem"), tls_key=str(key)))
+    assert failed and result["problems"] == [
+        "immich_proxy_tls_cert %s does not exist on this host (the file must be on the proxy host; nothing was "
+        "changed)" % (tmp_path / "missing.pem")]
+    # without the role's variables (playbooks/check.yml, a deployed proxy) the host is not looked at
+    result, failed = run_module(settings, {"kind": "nginx", "public_url": "https://photos.example.org",
+                                           "tls": "provided", "tls_cert": str(tmp_path / "missing.pem"),
+                                           "tls_key": str(key)})
+    assert not failed, result
 
 
 def args(**options):

@@ -1,0 +1,158 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Faults during a deploy: the run fails saying what to fix, the previous config keeps serving, the next
+correct run recovers with nothing left behind.
+
+Each fault is injected on the proxy's host (a program on the port, a missing
+certificate, the Immich test doubles stopped, a unit whose reload fails, the
+run killed between applying and loading); a config the proxy rejects is
+test_role.py's rollback test. After each, a run with the scenario's own
+settings must leave the config files exactly as before the fault.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from harness import ROOT, assert_serving, assert_untouched, sh, snapshot, tree_digest
+
+pytestmark = pytest.mark.faults
+
+HOLDER = "immich-proxy-test-port-holder"
+OVERRIDE = "/etc/systemd/system/%s.service.d/zz-immich-proxy-test-fault.conf"
+STATE = "/var/lib/immich-proxy/%s.loaded.json"
+
+
+def _recovered(proxy, host, traits, converge, figures, before):
+    """A correct run after the fault: it passes, and the files are the ones from before the fault."""
+    converge()
+    assert tree_digest(host, traits["config_dirs"]) == before[0], (
+        "after the fault and a correct run, the config files differ from before the fault")
+    assert_serving(proxy, host, traits)
+    figures.add("faults_recovered")
+
+
+def _failed(result, words):
+    assert result.returncode != 0, "the run passed despite the fault"
+    for word in words:
+        assert word in result.output, "the failure does not say %r:\n%s" % (word, result.output[-3000:])
+
+
+@pytest.mark.disruptive
+@pytest.mark.needs(listens=True)
+def test_a_port_another_program_holds_fails_naming_the_port_and_program_and_changes_nothing(
+        proxy, host, traits, converge, figures):
+    before = snapshot(host, traits)
+    port = 18443
+    sh(host, "systemd-run --unit %s --property=Type=exec python3 -m http.server %d --bind 127.0.0.1"
+       % (HOLDER, port))
+    try:
+        sh(host, "for i in $(seq 50); do ss -Hltn 'sport = :%d' | grep -q . && exit 0; sleep 0.1; done; exit 1"
+           % port)
+        figures.add("faults")
+        variable = "immich_proxy_https_port" if proxy.scheme == "https" else "immich_proxy_http_port"
+        result = converge({variable: port}, check=False)
+        _failed(result, ["%s %d is already in use by python3" % (variable, port), HOLDER + ".service"])
+        assert_untouched(proxy, host, traits, before)
+    finally:
+        sh(host, "systemctl stop %s" % HOLDER, check=False)
+    _recovered(proxy, host, traits, converge, figures, before)
+
+
+@pytest.mark.disruptive
+@pytest.mark.needs(listens=True)
+def test_a_certificate_that_is_missing_or_wrong_fails_naming_the_variable_and_changes_nothing(
+        proxy, host, traits, converge, figures):
+    if proxy.scheme != "https":
+        pytest.skip("the scenario serves plain HTTP")
+    before = snapshot(host, traits)
+    directory = "/root/immich-proxy-test-fault"
+    provided = {"immich_proxy_tls": "provided", "immich_proxy_tls_cert": directory + "/fullchain.pem",
+                "immich_proxy_tls_key": directory + "/privkey.pem"}
+    sh(host, "d=%s; rm -rf $d && mkdir -p $d && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
+             "-out $d/privkey.pem" % directory)
+    try:
+        for fault, words in [
+                ("rm -f %s/fullchain.pem" % directory,
+                 "immich_proxy_tls_cert %s/fullchain.pem does not exist on this host" % directory),
+                ("echo 'this is not a certificate' > %s/fullchain.pem" % directory,
+                 "immich_proxy_tls_cert %s/fullchain.pem is not a PEM certificate" % directory)]:
+            sh(host, fault)
+            figures.add("faults")
+            result = converge(provided, check=False)
+            _failed(result, [words])
+            assert "BEGIN" not in result.output, "the run printed key or certificate material"
+            assert_untouched(proxy, host, traits, before)
+    finally:
+        sh(host, "rm -rf %s" % directory)
+    _recovered(proxy, host, traits, converge, figures, before)
+
+
+@pytest.mark.disruptive
+@pytest.mark.needs(listens=True)
+def test_immich_down_at_deploy_time_fails_saying_so_and_the_next_run_passes(
+        proxy, host, traits, converge, backend_ports, figures):
+    before = snapshot(host, traits)
+    units = " ".join("immich-double@%d" % port for port in backend_ports)
+    sh(host, "systemctl stop %s" % units)
+    figures.add("faults")
+    try:
+        result = converge(check=False)
+        _failed(result, ["cannot reach Immich", "immich_proxy_backends"])
+        assert tree_digest(host, traits["config_dirs"]) == before[0], "the config changed while Immich was down"
+    finally:
+        sh(host, "systemctl start %s" % units)
+    # a proxy with passive health checks (nginx's fail_timeout) waits a few seconds before it tries again
+    deadline = time.monotonic() + 60
+    while proxy.request("GET", "/api/server/ping")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(1)
+    _recovered(proxy, host, traits, converge, figures, before)
+
+
+@pytest.mark.disruptive
+@pytest.mark.needs(strategy="reload")
+def test_a_reload_the_service_refuses_fails_saying_so_and_the_next_run_loads_the_config(
+        proxy, host, kind, traits, converge, figures):
+    before = snapshot(host, traits)
+    override = OVERRIDE % traits["service"]
+    sh(host, "mkdir -p %s && printf '[Service]\\nExecReload=\\nExecReload=/bin/false\\n' > %s && "
+             "systemctl daemon-reload" % (os.path.dirname(override), override))
+    figures.add("faults")
+    try:
+        result = converge(traits["config_change_vars"], check=False)
+        _failed(result, ["%s refused to reload" % traits["service"], "the previous one keeps serving",
+                         "journalctl -u %s" % traits["service"]])
+        assert snapshot(host, traits)[1] == before[1], "the proxy's processes changed though its reload failed"
+        assert_serving(proxy, host, traits)
+    finally:
+        sh(host, "rm -f %s && systemctl daemon-reload" % override)
+    # the same settings again: the files are already on disk, the load is what is left to do
+    pending = json.loads(sh(host, "cat %s" % (STATE % kind)).stdout)
+    result = converge(traits["config_change_vars"])
+    loaded = json.loads(sh(host, "cat %s" % (STATE % kind)).stdout)
+    assert loaded["digest"] != pending.get("digest") and not loaded.get("pending"), (
+        "the next run did not load the config the failed reload left on disk:\n%s" % result.output[-3000:])
+    _recovered(proxy, host, traits, converge, figures, before)
+
+
+@pytest.mark.disruptive
+def test_a_run_cut_short_between_apply_and_reload_is_finished_by_the_next_one(
+        proxy, host, kind, traits, converge, figures):
+    before = snapshot(host, traits)
+    variables = traits["config_change_vars"]
+    figures.add("faults")
+    result = converge(variables, check=False, env={
+        "ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "tests", "behaviour", "callbacks"),
+        "ANSIBLE_CALLBACKS_ENABLED": "interrupt_after_apply"})
+    assert result.returncode == 130 and "the run is cut short here" in result.output, result.output[-3000:]
+    assert tree_digest(host, traits["config_dirs"]) != before[0], "the cut-short run changed no file: no test"
+    assert_serving(proxy, host, traits)
+    pending = json.loads(sh(host, "cat %s" % (STATE % kind)).stdout)
+    assert pending.get("pending"), "a run cut short after apply left no mark that a load is pending: %r" % pending
+    converge(variables)
+    loaded = json.loads(sh(host, "cat %s" % (STATE % kind)).stdout)
+    assert not loaded.get("pending") and loaded["digest"] != pending.get("digest"), (
+        "the next run did not finish the job: %r" % loaded)
+    _recovered(proxy, host, traits, converge, figures, before)

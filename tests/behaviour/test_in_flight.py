@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Nothing lost in flight: an upload and a websocket open while the role applies a config change."""
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+
+import pytest
+import websocket
+
+from harness import backend_json, multipart_upload, sh
+
+pytestmark = [pytest.mark.needs(listens=True), pytest.mark.faults]
+
+GiB = 1024 ** 3
+# slow enough (about a minute) that the upload spans the whole run of the role
+RATE = 32 * 1024 ** 2
+SIZE = 2 * GiB
+
+
+def _socket_io(proxy):
+    scheme = "wss" if proxy.scheme == "https" else "ws"
+    url = "%s://%s:%d/api/socket.io/?EIO=4&transport=websocket" % (scheme, proxy.ip, proxy.port)
+    sslopt = {"ca_certs": proxy.ca_file, "server_hostname": proxy.host, "cert_reqs": ssl.CERT_REQUIRED}
+    ws = websocket.create_connection(url, host=proxy.host_header, sslopt=sslopt, timeout=15)
+    assert ws.recv().startswith("0")
+    ws.send("40")
+    assert ws.recv().startswith("40")
+    return ws
+
+
+@pytest.mark.disruptive
+def test_an_upload_and_a_websocket_in_flight_survive_a_config_change(
+        proxy, host, traits, converge, backend_ports, figures):
+    converge()
+    ws = _socket_io(proxy)
+    outcome = {}
+
+    def upload():
+        headers, body, digest = multipart_upload(SIZE, rate=RATE)
+        try:
+            status, _headers, data = proxy.request("POST", "/api/assets", headers=headers, body=body, timeout=900)
+            outcome.update(status=status, answer=json.loads(data or b"null"), sha1=digest.hexdigest())
+        except Exception as exc:  # noqa: BLE001 - the failure is the finding
+            outcome.update(error=repr(exc))
+        outcome["ended"] = time.monotonic()
+
+    thread = threading.Thread(target=upload, daemon=True)
+    thread.start()
+    try:
+        time.sleep(3)
+        result = converge(traits["config_change_vars"])
+        applied = time.monotonic()
+        said = result.output.find("restarts to take its new configuration")
+        thread.join(timeout=900)
+        assert "ended" in outcome and outcome["ended"] > applied, (
+            "the upload ended before the role had applied the change: the test proves nothing (raise SIZE)")
+        if said >= 0:
+            pytest.fail("the role restarted %s for %r (said so first); a restart drops what is in flight"
+                        % (traits["service"], traits["config_change_vars"]))
+        assert "error" not in outcome and outcome["status"] == 201, (
+            "an upload in flight during a config change failed: %r" % outcome)
+        record = [r for port in backend_ports for r in backend_json(host, port, "/_double/uploads")
+                  if r["id"] == outcome["answer"]["id"]][0]
+        sh(host, "rm -f %s" % record["path"])
+        assert (record["bytes"], record["sha1"]) == (SIZE, outcome["sha1"]), "the upload arrived altered"
+        figures.add("uploads")
+        figures.add("upload_gib", SIZE / GiB)
+        # a proxy whose reload still drops websockets (Caddy before 2.7) must have said so before it reloaded
+        dropped = result.output.find("reloads to take its new configuration:")
+        if dropped >= 0:
+            assert dropped < result.output.find("RUNNING HANDLER"), (
+                "the websocket drop was announced after the reload:\n%s" % result.output[-3000:])
+            figures.add("in_flight_said")
+            return
+        ws.send('42["on_upload_success","in-flight"]')
+        assert ws.recv() == '42["on_upload_success","in-flight"]', "the websocket stopped carrying messages"
+        figures.add("in_flight")
+    finally:
+        ws.close()
+        thread.join(timeout=900)
+        converge()
