@@ -168,7 +168,8 @@ class Proxy:
         if check and rc != 0:
             raise ProxyError("'%s' failed: %s (see 'journalctl -u %s')"
                              % (" ".join(["systemctl"] + list(args)), (err or out).strip(), self.service))
-        return rc, out.strip()
+        # a failure's reason is on stderr (callers that parse stdout look at it only when rc is 0)
+        return rc, (out if rc == 0 else (err or out)).strip()
 
     def main_pid(self):
         rc, out = self.systemctl("show", "--property=MainPID", "--value", self.service, check=False)
@@ -1009,13 +1010,16 @@ def listeners(ports, proc="/proc"):
     found = {}
     if not inodes:
         return found
+    owned = set()
     for pid in (name for name in os.listdir(proc) if name.isdigit()):
         fd_dir = os.path.join(proc, pid, "fd")
         try:
             links = [os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir)]
         except OSError:
             continue
-        held = {inodes[link[8:-1]] for link in links if link.startswith("socket:[") and link[8:-1] in inodes}
+        mine = {link[8:-1] for link in links if link.startswith("socket:[") and link[8:-1] in inodes}
+        owned |= mine
+        held = {inodes[inode] for inode in mine}
         if not held:
             continue
         try:
@@ -1027,14 +1031,18 @@ def listeners(ports, proc="/proc"):
             continue
         for port in held:
             found.setdefault(port, []).append((int(pid), comm, units[-1] if units else None))
+    for inode in set(inodes) - owned:
+        # a listener whose process cannot be seen (another PID namespace, hidepid) is still taken
+        found.setdefault(inodes[inode], []).append((0, "a process this check cannot see", None))
     return found
 
 
 def port_problems(adapter, settings, holders=None):
     """The ports the proxy must listen on that another program holds, each naming its variable.
 
-    A port held by any proxy service of this collection is not a problem: its
-    own service (a reload keeps the sockets) or the previous kind of the host.
+    A port held by the proxy's own service is not a problem (a reload keeps the
+    sockets); one held by anything else is, another proxy of this collection
+    included (stop it first: switching a host's kind is not handed over yet).
     """
     if not adapter.listens:
         return []
@@ -1043,14 +1051,14 @@ def port_problems(adapter, settings, holders=None):
         wanted[settings["https_port"]] = "immich_proxy_https_port"
     if holders is None:
         holders = listeners(set(wanted))
-    ours = {proxy.service + ".service" for proxy in PROXIES.values() if proxy.service}
+    ours = {adapter.service + ".service"}
     problems = []
     for port, variable in sorted(wanted.items()):
         others = sorted({(comm, pid, unit) for pid, comm, unit in holders.get(port, ()) if unit not in ours})
         if others:
             problems.append("%s %d is already in use by %s: stop that program or choose another port "
                             "(nothing was changed)" % (variable, port, ", ".join(
-                                "%s (pid %d%s)" % (comm, pid, ", %s" % unit if unit else "")
+                                ("%s (pid %d%s)" % (comm, pid, ", %s" % unit if unit else "")) if pid else comm
                                 for comm, pid, unit in others)))
     return problems
 
@@ -1072,11 +1080,16 @@ def file_problems(settings):
     (Traefik) would otherwise serve its default certificate instead.
     """
     problems = []
+    used = {
+        "tls_cert": settings.get("tls") == "provided",
+        "tls_key": settings.get("tls") == "provided",
+        "acme_ca_file": settings.get("tls") == "acme",
+        # only an https backend is verified against it
+        "backend_ca_file": any(backend.get("scheme") == "https" for backend in settings.get("backends") or ()),
+    }
     for key, variable, marker, what in HOST_FILES:
         path = settings.get("tls_cert_path" if key == "tls_cert" else "tls_key_path" if key == "tls_key" else key)
-        if key in ("tls_cert", "tls_key") and settings.get("tls") != "provided":
-            continue
-        if not path:
+        if not path or not used[key]:
             continue
         if not os.path.isfile(path):
             problems.append("%s %s does not exist on this host (the file must be on the proxy host; nothing "

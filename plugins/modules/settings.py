@@ -20,6 +20,10 @@ description:
     directive, a line or a variable into an nginx, Apache, Caddy, Traefik or cloudflared config. IPv6 zone IDs,
     C(http://) ACME directories, C(0.0.0.0/0) as a trusted proxy (unless allowed) and unverifiable https backends
     are refused.
+  - With O(role_variables) (before a deploy), it also looks at the host it runs on and refuses, naming the
+    variable, a port the proxy must listen on (C(immich_proxy_http_port), and C(immich_proxy_https_port) with
+    TLS) that another program holds (the program, its PID and unit named), and a certificate, key or CA file the
+    settings use that is missing, unreadable or not PEM (never quoting the file; in check mode a warning).
   - Changes nothing on the host; it can run anywhere, also in check mode.
 author:
   - homelab.immich_proxy contributors (@homelab)
@@ -619,8 +623,15 @@ def main():
         module.fail_json(msg="Invalid Immich proxy settings: " + "; ".join(exc.problems), problems=exc.problems)
     problems = adapter.settings_problems(settings) if role_values is not None else []
     if role_values is not None:
-        # before a deploy (the role's variables given), on the host itself: its ports must be free for the proxy
-        problems += port_problems(adapter, settings) + file_problems(settings)
+        # before a deploy (the role's variables given), on the host itself: its ports must be free for the proxy,
+        # the files the settings name must be there (in check mode a warning: an earlier task of the same play
+        # may be what puts them there)
+        problems += port_problems(adapter, settings)
+        missing_files = file_problems(settings)
+        if module.check_mode:
+            warnings = list(warnings) + ["(check mode) %s" % problem for problem in missing_files]
+        else:
+            problems += missing_files
     secrets = module.params["secrets"]
     if secrets is not None:
         unknown = sorted(set(secrets) - set(adapter.secrets))

@@ -24,6 +24,11 @@ from urllib.parse import urlsplit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# The smuggling attacks Go's net/http (Caddy, Traefik) resolves as RFC 9112 allows: the Transfer-Encoding wins and
+# the Content-Length is dropped; a folded line is joined with a space.
+GO_NORMALISES = ["CL.TE: Content-Length and Transfer-Encoding", "TE.CL: Transfer-Encoding and a short Content-Length",
+                 "Transfer-Encoding folded onto a second line", "obs-fold in an ordinary header"]
+
 # What differs between proxies, one entry per kind (a unit test keeps the kinds
 # equal to the adapter registry). Everything else in the suite is proxy-neutral;
 # a test that needs a trait says so with @pytest.mark.needs(trait=value) and is
@@ -46,6 +51,9 @@ KINDS = {
         # binary that must stay as it is; None where the role installs no release
         "tampered_release": None,
         # answers HTTP on the host itself (a tunnel does not)
+        # the smuggling attacks (test_attacks.py) this kind's HTTP parser resolves as RFC 9112 allows instead of
+        # refusing them; any other that reaches Immich fails the suite
+        "normalises": [],
         "listens": True,
         # for a kind that does not listen: a shell test on the host that passes while the service serves
         "alive": None,
@@ -79,6 +87,7 @@ KINDS = {
         "config_change_vars": {"immich_proxy_timeout": 700},
         "timeout_change_restarts": False,
         "tampered_release": None,
+        "normalises": ["obs-fold in an ordinary header"],
         "listens": True,
         "alive": None,
         "service": "apache2",
@@ -102,6 +111,7 @@ KINDS = {
         "config_change_vars": {"immich_proxy_timeout": 700},
         "timeout_change_restarts": False,
         "tampered_release": None,
+        "normalises": GO_NORMALISES,
         "listens": True,
         "alive": None,
         "service": "caddy",
@@ -133,6 +143,7 @@ KINDS = {
                      "traefik_release_base_url": "http://127.0.0.1:8099"},
             "binary": "/usr/local/bin/traefik",
         },
+        "normalises": GO_NORMALISES,
         "listens": True,
         "alive": None,
         "service": "traefik",
@@ -161,6 +172,7 @@ KINDS = {
         # nothing of cloudflared's config follows immich_proxy_timeout (Cloudflare's edge waits 100 s, fixed)
         "timeout_change_restarts": False,
         "tampered_release": None,
+        "normalises": [],
         "listens": False,
         # cloudflared's readiness on its metrics port (200 only while connected to the edge)
         "alive": "curl -fsS http://127.0.0.1:20241/ready",

@@ -27,6 +27,7 @@ COLUMNS = [
     ("attacks_refused", "refused"),
     ("attacks_normalised", "normalised (RFC 9112)"),
     ("attacks_reached", "reached Immich as sent"),
+    ("attacks_failed", "other failures"),
     ("forged", "forged forwarding headers"),
     ("hostile_inputs", "hostile settings tried"),
     ("property_cases", "random settings drawn"),
@@ -56,10 +57,14 @@ class Figures:
         self.counts[key] += amount
 
     def attack(self, case, outcome):
-        """One attack request and what became of it: refused, normalised or reached (a failure)."""
+        """One attack request and what became of it: refused, normalised, or a failure (reached, failed).
+
+        A case tried more than once (several Host headers) keeps its worst outcome."""
         self.add("attacks")
         self.add("attacks_" + outcome)
-        self.cases[case] = outcome
+        worst = ["refused", "normalised", "failed", "reached"]
+        if worst.index(outcome) >= worst.index(self.cases.get(case, "refused")):
+            self.cases[case] = outcome
 
 
 def save(figures, kind, container, outcomes):
@@ -68,11 +73,13 @@ def save(figures, kind, container, outcomes):
     record = {"kind": kind, "container": container, "outcomes": outcomes,
               "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "figures": dict(figures.counts), "cases": figures.cases}
-    with open(os.path.join(RESULTS, container + ".json"), "w") as handle:
-        json.dump(record, handle, indent=1, sort_keys=True)
-    # The runs of one scenario finish side by side: one writer at a time.
+    # The runs of one scenario finish side by side: one writer at a time, each file replaced whole.
     with open(os.path.join(RESULTS, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        path = os.path.join(RESULTS, container + ".json")
+        with open(path + ".tmp", "w") as handle:
+            json.dump(record, handle, indent=1, sort_keys=True)
+        os.replace(path + ".tmp", path)
         records = []
         for path in sorted(glob.glob(os.path.join(RESULTS, "*.json"))):
             with open(path) as handle:
@@ -121,7 +128,8 @@ def render(records):
             "HTTP parser turned the ambiguous request into an unambiguous one, as RFC 9112 allows (section 6.3: the",
             "Transfer-Encoding wins and the Content-Length is removed; section 5.2: an obs-fold is replaced by a",
             "space), and the suite checked that Immich received exactly that and that the request hidden in the",
-            "body never reached it. *reached*: a failure of the suite (the ambiguous request arrived as sent).",
+            "body never reached it. *reached* (it arrived, and the kind may not pass it on) and *failed* (what",
+            "arrived was not unambiguous, or the answer was neither a refusal nor a close) fail the suite.",
             "",
             "| attack | " + " | ".join(kinds) + " |",
             "|---|" + "---|" * len(kinds),

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Two backends: when one stops, requests go on to the other."""
+"""Two backends: when one stops, requests go on to the other; when it comes back, it is in the pool again."""
 from __future__ import annotations
 
 import collections
+import time
 
 import pytest
 
@@ -36,3 +37,12 @@ def test_stopping_one_backend_loses_no_request_after_the_first_failure(proxy, ho
     figures.add("pool_requests", len(outcomes))
     figures.add("pool_lost", len(failures))
     assert failures in ([], [0]), "requests failed after the first one: %r" % [(i, outcomes[i]) for i in failures]
+    # back in the pool once it answers again (health checks, or the end of a passive check's fail timeout)
+    deadline = time.monotonic() + 60
+    back = []
+    while time.monotonic() < deadline and stopped not in back:
+        status, _headers, payload = proxy.json("GET", "/_double/echo")
+        assert status == 200, "a request failed after the backend came back: HTTP %d" % status
+        back.append(payload.get("backend"))
+        time.sleep(0.5)
+    assert stopped in back, "%s did not return to the pool within a minute of starting again" % stopped

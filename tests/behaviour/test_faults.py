@@ -25,13 +25,24 @@ OVERRIDE = "/etc/systemd/system/%s.service.d/zz-immich-proxy-test-fault.conf"
 STATE = "/var/lib/immich-proxy/%s.loaded.json"
 
 
-def _recovered(proxy, host, traits, converge, figures, before):
+@pytest.fixture(autouse=True)
+def scenario_restored(host, traits, converge):
+    """Whatever a test leaves (it failed halfway), the next one starts from the scenario's own settings."""
+    start = tree_digest(host, traits["config_dirs"])
+    yield
+    sh(host, "systemctl stop %s; systemctl reset-failed %s; rm -f %s; systemctl daemon-reload"
+       % (HOLDER, HOLDER, OVERRIDE % traits["service"]), check=False)
+    if tree_digest(host, traits["config_dirs"]) != start:
+        converge(check=False)
+
+
+def _recovered(proxy, host, traits, converge, figures, before, faults=1):
     """A correct run after the fault: it passes, and the files are the ones from before the fault."""
     converge()
     assert tree_digest(host, traits["config_dirs"]) == before[0], (
         "after the fault and a correct run, the config files differ from before the fault")
     assert_serving(proxy, host, traits)
-    figures.add("faults_recovered")
+    figures.add("faults_recovered", faults)
 
 
 def _failed(result, words):
@@ -46,8 +57,8 @@ def test_a_port_another_program_holds_fails_naming_the_port_and_program_and_chan
         proxy, host, traits, converge, figures):
     before = snapshot(host, traits)
     port = 18443
-    sh(host, "systemd-run --unit %s --property=Type=exec python3 -m http.server %d --bind 127.0.0.1"
-       % (HOLDER, port))
+    sh(host, "systemctl reset-failed %s 2>/dev/null; systemd-run --collect --unit %s --property=Type=exec "
+             "python3 -m http.server %d --bind 127.0.0.1" % (HOLDER, HOLDER, port))
     try:
         sh(host, "for i in $(seq 50); do ss -Hltn 'sport = :%d' | grep -q . && exit 0; sleep 0.1; done; exit 1"
            % port)
@@ -87,7 +98,7 @@ def test_a_certificate_that_is_missing_or_wrong_fails_naming_the_variable_and_ch
             assert_untouched(proxy, host, traits, before)
     finally:
         sh(host, "rm -rf %s" % directory)
-    _recovered(proxy, host, traits, converge, figures, before)
+    _recovered(proxy, host, traits, converge, figures, before, faults=2)
 
 
 @pytest.mark.disruptive

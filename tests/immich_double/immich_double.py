@@ -266,6 +266,11 @@ class Handler(BaseHTTPRequestHandler):
 
     do_PUT = do_POST
 
+    def do_CONNECT(self):
+        # never a tunnel: recorded (a proxy that passed it on is found out) and refused
+        self._route()
+        self._json(405, {"message": "CONNECT is not served", "statusCode": 405})
+
     # -- endpoints ------------------------------------------------------------
     def _echo(self):
         size, sha1 = self._drain()

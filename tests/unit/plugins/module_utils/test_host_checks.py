@@ -56,10 +56,24 @@ def test_a_port_another_program_holds_is_named_with_its_variable_and_the_program
         "another port (nothing was changed)"]
 
 
-@pytest.mark.parametrize("unit", ["nginx.service", "apache2.service", "caddy.service", "traefik.service"])
-def test_a_port_a_proxy_service_of_the_collection_holds_is_free_for_the_proxy(unit):
-    """Its own service keeps the sockets across a reload; another kind's is handed over."""
-    assert port_problems(PROXIES["caddy"], SETTINGS, {8443: [(9, "x", unit)]}) == []
+@pytest.mark.parametrize("kind", ["nginx", "apache", "caddy", "traefik"])
+def test_a_port_the_proxys_own_service_holds_is_free_for_it_but_not_for_another_kind(kind):
+    """Its own service keeps the sockets across a reload; another kind's service must be stopped first."""
+    unit = PROXIES[kind].service + ".service"
+    assert port_problems(PROXIES[kind], SETTINGS, {8443: [(9, "x", unit)]}) == []
+    other = "nginx" if kind != "nginx" else "caddy"
+    assert port_problems(PROXIES[other], SETTINGS, {8443: [(9, "x", unit)]}) == [
+        "immich_proxy_https_port 8443 is already in use by x (pid 9, %s): stop that program or choose another "
+        "port (nothing was changed)" % unit]
+
+
+def test_a_listener_whose_process_cannot_be_seen_still_holds_its_port(tmp_path):
+    proc = fake_proc(tmp_path, [(8443, "0A", 21)], {})
+    holders = listeners({8443}, proc=proc)
+    assert holders == {8443: [(0, "a process this check cannot see", None)]}
+    assert port_problems(PROXIES["nginx"], SETTINGS, holders) == [
+        "immich_proxy_https_port 8443 is already in use by a process this check cannot see: stop that program or "
+        "choose another port (nothing was changed)"]
 
 
 def test_a_unit_outside_the_collection_is_named():
@@ -83,15 +97,17 @@ def test_missing_unreadable_and_wrong_files_are_named_without_their_content(tmp_
     key = tmp_path / "key.pem"
     key.write_text("not a key but a secret: hunter2\n")
     settings = {"tls": "provided", "tls_cert_path": str(cert), "tls_key_path": str(key),
-                "backend_ca_file": str(tmp_path / "nope.pem"), "acme_ca_file": None}
+                "backend_ca_file": str(tmp_path / "nope.pem"), "acme_ca_file": str(tmp_path / "unused.pem"),
+                "backends": [{"scheme": "https"}]}
     problems = file_problems(settings)
     assert problems == [
         "immich_proxy_tls_key %s is not a PEM private key (nothing was changed)" % key,
         "immich_proxy_backend_ca_file %s does not exist on this host (the file must be on the proxy host; "
         "nothing was changed)" % (tmp_path / "nope.pem")]
     assert "hunter2" not in " ".join(problems)
-    # the role's own pair (selfsigned, acme) is made by the role: not looked for
-    assert file_problems(dict(settings, tls="selfsigned", backend_ca_file=None)) == []
+    # the role's own pair (selfsigned, acme) is made by the role, and a CA file nothing uses (no https backend,
+    # no ACME) is not read: not looked for
+    assert file_problems(dict(settings, tls="selfsigned", backends=[{"scheme": "http"}])) == []
 
 
 def test_a_file_that_cannot_be_read_is_named_with_the_reason(tmp_path, monkeypatch):
@@ -101,5 +117,5 @@ def test_a_file_that_cannot_be_read_is_named_with_the_reason(tmp_path, monkeypat
     def refuse(path, mode="r", *args, **kwargs):
         raise PermissionError(13, "Permission denied")
     monkeypatch.setattr("builtins.open", refuse)
-    assert file_problems({"tls": "off", "backend_ca_file": str(cert)}) == [
+    assert file_problems({"tls": "off", "backend_ca_file": str(cert), "backends": [{"scheme": "https"}]}) == [
         "immich_proxy_backend_ca_file %s cannot be read: Permission denied (nothing was changed)" % cert]

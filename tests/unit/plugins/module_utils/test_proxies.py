@@ -170,6 +170,29 @@ def test_take_config_without_proof_is_an_error(monkeypatch):
         Stuck(Module({})).take_config()
 
 
+@pytest.mark.parametrize("active, words", [
+    ("active", "the previous one keeps serving"),
+    ("failed", "the service is stopped"),
+])
+def test_a_reload_the_service_refuses_says_why_what_is_serving_and_that_the_next_run_loads_it(active, words):
+    class Refusing(_proxies.Proxy):
+        name = service = "demo"
+
+        def systemctl(self, *args, check=True):
+            if args[0] == "is-active":
+                return (0 if active == "active" else 3), active
+            return 1, "Job for demo.service failed because the control process exited with error code."
+
+        def generation(self):
+            return 1
+
+    with pytest.raises(_proxies.ProxyError) as caught:
+        Refusing(Module({})).take_config()
+    message = str(caught.value)
+    assert message.startswith("demo refused to reload (Job for demo.service failed because the control process")
+    assert words in message and "journalctl -u demo" in message and "the next run reloads it" in message
+
+
 def test_a_proxy_without_a_checker_is_not_tested():
     class Unchecked(_proxies.Proxy):
         name = "demo"
