@@ -25,6 +25,7 @@ A proxy takes a new config in one of three ways (``strategy``):
 from __future__ import annotations
 
 import base64
+import grp
 import hashlib
 import json
 import os
@@ -188,6 +189,35 @@ class Proxy:
         self.systemctl("start", self.service)
         if not self.wait_until(self.is_running, 15):
             raise ProxyError("%s did not start (see 'journalctl -u %s')" % (self.service, self.service))
+
+    def stop(self):
+        """Stop the service and keep it from starting at boot (a proxy of another kind serves Immich now)."""
+        self.systemctl("disable", self.service, check=False)
+        self.systemctl("stop", self.service)
+
+    def grant_key(self, paths, root="/etc/immich-proxy"):
+        """Give a key the certificate tasks manage (under root) back to this proxy as they would make it for this
+        kind: group and mode of the key and of the directories above it. A rollback to a proxy that reads the key as
+        its own user (Caddy, Traefik) needs it, since the new kind's run made the key its own."""
+        group = self.key_reader or "root"
+        for path in paths:
+            if not path.startswith(root + "/") or not path.endswith("/privkey.pem") or os.path.islink(path) \
+                    or not os.path.isfile(path):
+                continue
+            gid = grp.getgrnam(group).gr_gid
+            os.chown(path, 0, gid)
+            os.chmod(path, 0o640 if self.key_reader else 0o600)
+            directory = os.path.dirname(path)
+            while directory == root or directory.startswith(root + "/"):
+                os.chown(directory, 0, gid)
+                os.chmod(directory, 0o750)
+                directory = os.path.dirname(directory)
+
+    def holds(self, ports):
+        """Whether the service listens on every one of these ports (any address)."""
+        held = listeners(set(ports))
+        unit = self.service + ".service"
+        return all(any(holder[2] == unit for holder in held.get(port, ())) for port in ports)
 
     def pending_action(self):
         """What taking the config on disk means for the running service: "reloaded" or "restarted" (drops)."""
@@ -988,8 +1018,18 @@ def _token_problems(token):
 PROXIES = {cls.name: cls for cls in (Nginx, Apache, Caddy, Traefik, Cloudflared)}
 
 
-def listeners(ports, proc="/proc"):
+def _loopback(table, address):
+    """Whether a /proc/net/tcp{,6} local address (hex, as the kernel writes it) is a loopback address."""
+    if table == "tcp":
+        return address[-2:] == "7F"
+    return address == "0" * 24 + "01000000" or (address[:24] == "0" * 16 + "FFFF0000" and address[-2:] == "7F")
+
+
+def listeners(ports, proc="/proc", loopback=True):
     """port -> [(pid, comm, systemd unit or None)] of the processes listening on these TCP ports (any address).
+
+    ports None: every listening port; loopback False: leave out sockets bound to a loopback address (those
+    only the host itself reaches, such as Caddy's admin endpoint).
 
     Read from /proc/net/tcp{,6} (state 0A, LISTEN) and each process's open
     sockets; run as root, as the modules are, to see every process.
@@ -1004,8 +1044,9 @@ def listeners(ports, proc="/proc"):
         for row in rows:
             fields = row.split()
             if len(fields) > 9 and fields[3] == "0A":
-                port = int(fields[1].rsplit(":", 1)[1], 16)
-                if port in ports:
+                address, port = fields[1].rsplit(":", 1)
+                port = int(port, 16)
+                if (ports is None or port in ports) and (loopback or not _loopback(table, address)):
                     inodes[fields[9]] = port
     found = {}
     if not inodes:
@@ -1037,30 +1078,68 @@ def listeners(ports, proc="/proc"):
     return found
 
 
-def port_problems(adapter, settings, holders=None):
-    """The ports the proxy must listen on that another program holds, each naming its variable.
+def port_plan(adapter, settings, deployed=(), holders=None, reachable=None):
+    """(problems, handover) for the ports the proxy must listen on.
 
-    A port held by the proxy's own service is not a problem (a reload keeps the
-    sockets); one held by anything else is, another proxy of this collection
-    included (stop it first: switching a host's kind is not handed over yet).
+    problems: the ports another program holds, each naming its variable. A
+    port held by the proxy's own service is not a problem (a reload keeps the
+    sockets). handover: the proxies of another kind that this collection
+    deployed on this host earlier (``deployed``, the kinds with a record in the
+    state directory) and whose service holds them, as [{kind, service,
+    ports}]: the host's immich_proxy_kind was switched, so reload_service stops
+    them and starts this one in their place. Only a service that serves nothing
+    but Immich is handed over: one that also listens on another port reachable
+    from outside (``reachable``: every non-loopback listener) serves more, and
+    is a problem to solve by hand.
     """
     if not adapter.listens:
-        return []
+        return [], []
     wanted = {settings["http_port"]: "immich_proxy_http_port"}
     if settings.get("tls") != "off":
         wanted[settings["https_port"]] = "immich_proxy_https_port"
     if holders is None:
         holders = listeners(set(wanted))
     ours = {adapter.service + ".service"}
+    previous = {PROXIES[kind].service + ".service": kind for kind in deployed
+                if kind in PROXIES and PROXIES[kind].listens and PROXIES[kind].service != adapter.service}
     problems = []
+    handed = {}
     for port, variable in sorted(wanted.items()):
-        others = sorted({(comm, pid, unit) for pid, comm, unit in holders.get(port, ()) if unit not in ours})
+        others = sorted({(comm, pid, unit) for pid, comm, unit in holders.get(port, ())
+                         if unit not in ours and unit not in previous})
+        for _pid, _comm, unit in holders.get(port, ()):
+            if unit in previous:
+                handed.setdefault(previous[unit], set()).add(port)
         if others:
             problems.append("%s %d is already in use by %s: stop that program or choose another port "
                             "(nothing was changed)" % (variable, port, ", ".join(
                                 ("%s (pid %d%s)" % (comm, pid, ", %s" % unit if unit else "")) if pid else comm
                                 for comm, pid, unit in others)))
-    return problems
+    handover = []
+    if handed and reachable is None:
+        reachable = listeners(None, loopback=False)
+    for kind, ports in sorted(handed.items()):
+        unit = PROXIES[kind].service + ".service"
+        more = sorted(port for port, held in reachable.items()
+                      if port not in wanted and any(holder[2] == unit for holder in held))
+        if more:
+            problems.append(
+                "%s %s held by %s, the %s proxy this collection deployed here before; it also listens on port%s "
+                "%s, so it serves more than Immich and is not stopped for you: take Immich's site off it and free "
+                "the port yourself, or choose another port; if that port is its own Immich site from before (the "
+                "switch also turns TLS off or moves a port), switch in two runs: the kind first with the same ports "
+                "(nothing was changed)" % (
+                    " and ".join("%s %d" % (wanted[port], port) for port in sorted(ports)),
+                    "is" if len(ports) == 1 else "are", unit, kind, "s" if len(more) > 1 else "",
+                    ", ".join(str(port) for port in more)))
+        else:
+            handover.append({"kind": kind, "service": PROXIES[kind].service, "ports": sorted(ports)})
+    return problems, handover
+
+
+def port_problems(adapter, settings, holders=None):
+    """The ports the proxy must listen on that another program holds (any proxy of another kind included)."""
+    return port_plan(adapter, settings, (), holders)[0]
 
 
 # What each file the settings name on the host must hold: (settings key, variable, PEM marker, what it is).

@@ -19,6 +19,15 @@ import tempfile
 DEFAULT_STATE_DIR = "/var/lib/immich-proxy"
 
 
+def deployed_kinds(state_dir=DEFAULT_STATE_DIR):
+    """The proxy kinds this collection deployed on this host: those with a record in the state directory."""
+    try:
+        names = os.listdir(state_dir)
+    except OSError:
+        return set()
+    return {name[:-len(".loaded.json")] for name in names if name.endswith(".loaded.json") and name[0] != "."}
+
+
 class LoadedState:
     def __init__(self, state_dir, kind):
         self.path = os.path.join(state_dir, "%s.loaded.json" % kind)
@@ -57,6 +66,11 @@ class LoadedState:
         if state:
             self.write(state)
         elif os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def forget(self):
+        """The service no longer serves Immich for this collection (another kind took its ports over)."""
+        if os.path.exists(self.path):
             os.unlink(self.path)
 
     def record(self, digest, pid):

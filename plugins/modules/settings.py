@@ -24,6 +24,10 @@ description:
     variable, a port the proxy must listen on (C(immich_proxy_http_port), and C(immich_proxy_https_port) with
     TLS) that another program holds (the program, its PID and unit named), and a certificate, key or CA file the
     settings use that is missing, unreadable or not PEM (never quoting the file; in check mode a warning).
+  - A port held by the service of a proxy of another kind that this collection deployed on the host before (the
+    host's C(immich_proxy_kind) was switched) is not refused but returned as RV(handover), when that service listens
+    on nothing else reachable from outside; one that also serves other ports is refused, since stopping it would
+    take more than Immich down.
   - Changes nothing on the host; it can run anywhere, also in check mode.
 author:
   - homelab.immich_proxy contributors (@homelab)
@@ -261,6 +265,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+handover:
+  description:
+    - With O(role_variables), the proxies of another kind that this collection deployed on the host before and whose
+      service holds a port this proxy must listen on, each with its C(kind), C(service) and the C(ports) it holds;
+      the role stops them and starts this proxy in their place (M(homelab.immich_proxy.reload_service)'s
+      O(homelab.immich_proxy.reload_service#module:handover_from)). Empty otherwise.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"kind": "nginx", "service": "nginx", "ports": [80, 443]}]
 settings:
   description:
     - The settings in the normalised form the roles render. Every key is always present; a key that does not apply
@@ -575,7 +589,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import (
     ProxyError,
     file_problems,
-    port_problems,
+    port_plan,
     proxy_class,
 )
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import (
@@ -583,6 +597,7 @@ from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings imp
     SettingsError,
     normalise,
 )
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import deployed_kinds
 
 
 def _contract_option(entry):
@@ -622,11 +637,13 @@ def main():
     except SettingsError as exc:
         module.fail_json(msg="Invalid Immich proxy settings: " + "; ".join(exc.problems), problems=exc.problems)
     problems = adapter.settings_problems(settings) if role_values is not None else []
+    handover = []
     if role_values is not None:
         # before a deploy (the role's variables given), on the host itself: its ports must be free for the proxy,
         # the files the settings name must be there (in check mode a warning: an earlier task of the same play
         # may be what puts them there)
-        problems += port_problems(adapter, settings)
+        port_problems, handover = port_plan(adapter, settings, deployed_kinds())
+        problems += port_problems
         missing_files = file_problems(settings)
         if module.check_mode:
             warnings = list(warnings) + ["(check mode) %s" % problem for problem in missing_files]
@@ -645,7 +662,7 @@ def main():
     for warning in warnings:
         module.warn(warning)
     settings["proxy"] = adapter.describe()
-    module.exit_json(changed=False, settings=settings)
+    module.exit_json(changed=False, settings=settings, handover=handover)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,9 @@ KINDS = {
         "live_change_vars": None,
         # a settings change that alters the config files (one the running proxy takes without a restart where it can)
         "config_change_vars": {"immich_proxy_timeout": 700},
+        # switching the host's immich_proxy_kind to this kind and back hands the ports over (test_faults.py);
+        # the handover is the same proxy-neutral code for every pair, so one pair runs in CI (None: not here)
+        "switch_to": "caddy",
         # whether a new immich_proxy_timeout takes a restart (Traefik: entrypoint timeouts are static config)
         "timeout_change_restarts": False,
         # for a role that downloads a release and checks its published checksum: a shell script that puts a
@@ -85,6 +88,7 @@ KINDS = {
         "strategy": "reload",
         "live_change_vars": None,
         "config_change_vars": {"immich_proxy_timeout": 700},
+        "switch_to": None,
         "timeout_change_restarts": False,
         "tampered_release": None,
         "normalises": ["obs-fold in an ordinary header"],
@@ -109,6 +113,7 @@ KINDS = {
         "strategy": "reload",
         "live_change_vars": None,
         "config_change_vars": {"immich_proxy_timeout": 700},
+        "switch_to": None,
         "timeout_change_restarts": False,
         "tampered_release": None,
         "normalises": GO_NORMALISES,
@@ -132,6 +137,7 @@ KINDS = {
         "strategy": "watch",
         "live_change_vars": {"traefik_health_interval": 7},
         "config_change_vars": {"traefik_health_interval": 7},
+        "switch_to": None,
         "timeout_change_restarts": True,
         "tampered_release": {
             # the scenario's mirror (molecule/traefik/prepare.yml) in GitHub's layout
@@ -169,6 +175,7 @@ KINDS = {
         "strategy": "restart",
         "live_change_vars": None,
         "config_change_vars": {"cloudflared_loglevel": "warn"},
+        "switch_to": None,
         # nothing of cloudflared's config follows immich_proxy_timeout (Cloudflare's edge waits 100 s, fixed)
         "timeout_change_restarts": False,
         "tampered_release": None,

@@ -34,6 +34,8 @@ COLUMNS = [
     ("property_deployed", "accepted and deployed"),
     ("faults", "faults injected"),
     ("faults_recovered", "recovered by the next run"),
+    ("switches", "kind switches (ports handed over)"),
+    ("switch_outage_s", "longest switch outage a client saw, s"),
     ("in_flight", "upload + websocket kept through a config change"),
     ("in_flight_said", "upload kept, websocket drop said first"),
     ("uploads", "uploads completed"),
@@ -55,6 +57,11 @@ class Figures:
         if key not in dict(COLUMNS):
             raise KeyError("%r is not a figure of docs/reliability.md" % key)
         self.counts[key] += amount
+
+    def worst(self, key, value):
+        """A figure that keeps its largest value (an outage), not a sum."""
+        self.add(key, 0)
+        self.counts[key] = max(self.counts[key], value)
 
     def attack(self, case, outcome):
         """One attack request and what became of it: refused, normalised, or a failure (reached, failed).

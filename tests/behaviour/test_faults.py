@@ -10,13 +10,16 @@ settings must leave the config files exactly as before the fault.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import re
+import threading
 import time
 
 import pytest
 
-from harness import ROOT, assert_serving, assert_untouched, sh, snapshot, tree_digest
+from harness import KINDS, ROOT, assert_serving, assert_untouched, sh, snapshot, tree_digest
 
 pytestmark = pytest.mark.faults
 
@@ -172,3 +175,122 @@ def test_a_run_cut_short_between_apply_and_reload_is_finished_by_the_next_one(
     assert not loaded.get("pending") and loaded["digest"] != pending.get("digest"), (
         "the next run did not finish the job: %r" % loaded)
     _recovered(proxy, host, traits, converge, figures, before)
+
+
+class Prober:
+    """GET /api/server/ping through the proxy every 50 ms, from another thread: the longest stretch it failed."""
+
+    def __init__(self, proxy):
+        self.proxy = proxy
+        self.results = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.is_set():
+            began = time.monotonic()
+            try:
+                ok = self.proxy.request("GET", "/api/server/ping", timeout=5)[0] == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+            self.results.append((began, ok))
+            self.stop.wait(0.05)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+
+    def longest_outage(self):
+        """Seconds from the first failed probe of a stretch to the next probe that passed (0.0: none failed)."""
+        longest, failing_since = 0.0, None
+        for began, ok in self.results:
+            if not ok and failing_since is None:
+                failing_since = began
+            elif ok and failing_since is not None:
+                longest, failing_since = max(longest, began - failing_since), None
+        assert failing_since is None, "the proxy still failed when the probes stopped"
+        return longest
+
+
+def _reported_outage(output):
+    found = re.findall(r"Immich was unreachable for ([0-9.]+) s", output)
+    assert found, "the run did not say how long Immich was unreachable:\n%s" % output[-3000:]
+    return float(found[-1])
+
+
+def _unit(host, service):
+    return sh(host, "systemctl is-active %s; systemctl is-enabled %s" % (service, service), check=False).stdout.split()
+
+
+@pytest.mark.disruptive
+@pytest.mark.needs(listens=True)
+def test_switching_the_kind_hands_the_ports_over_and_back_with_the_outage_stated_and_measured(
+        proxy, host, kind, traits, converge, figures):
+    """immich_proxy_kind switched to another kind: the new config is checked, the previous proxy stopped and
+    disabled, the new one started on its ports; a new proxy that cannot start gives the ports back; switching
+    back hands them over again and leaves the previous kind's files as they were."""
+    other = traits["switch_to"]
+    if other is None:
+        pytest.skip("the kind switch runs on one pair of kinds in CI (trait switch_to), here none")
+    old, new = traits["service"], KINDS[other]["service"]
+    before = snapshot(host, traits)
+    own = [directory for directory in traits["config_dirs"] if directory not in KINDS[other]["config_dirs"]]
+    own_before = tree_digest(host, own)
+    start_fails = OVERRIDE % new
+    try:
+        # the new proxy cannot start (a unit override): the previous one serves again, enabled as before
+        sh(host, "mkdir -p %s && printf '[Service]\\nExecStartPre=/bin/false\\n' > %s && systemctl daemon-reload"
+           % (os.path.dirname(start_fails), start_fails))
+        figures.add("faults")
+        result = converge({"immich_proxy_kind": other}, check=False)
+        _failed(result, ["%s could not take ports" % new, "over from %s" % old,
+                         "%s serves Immich again as before" % old])
+        assert _unit(host, old) == ["active", "enabled"], "the previous proxy is not back as it was"
+        assert _unit(host, new)[0] != "active", "the new proxy runs though its start failed"
+        # (the certificate directory is both kinds': the key is readable by the new proxy's group already)
+        assert tree_digest(host, own) == own_before, "the previous proxy's own files changed"
+        assert_serving(proxy, host, traits)
+        figures.add("faults_recovered")
+        sh(host, "rm -f %s && systemctl daemon-reload" % start_fails)
+
+        # the switch: announced before, measured by the run and by a client probing all along
+        with Prober(proxy) as probe:
+            result = converge({"immich_proxy_kind": other})
+        said = result.output.find("it is stopped and disabled, then %s is started in its place" % new)
+        assert 0 <= said < result.output.find("Take the ports over from the previous proxy"), (
+            "the run did not announce the outage before the handover:\n%s" % result.output[-3000:])
+        reported, seen = _reported_outage(result.output), probe.longest_outage()
+        figures.add("switches")
+        figures.worst("switch_outage_s", seen)
+        assert reported < 15 and seen < 15, "Immich was unreachable for %.1f s (run) / %.1f s (client)" % (
+            reported, seen)
+        assert _unit(host, old) == ["inactive", "disabled"], "the previous proxy still runs or starts at boot"
+        assert _unit(host, new) == ["active", "enabled"]
+        listening = sh(host, "ss -Hltnp 'sport = :%d'" % proxy.port).stdout
+        assert '"%s"' % KINDS[other]["processes"][0] in listening and '"%s"' % traits["processes"][0] not in (
+            listening), "port %d is not %s's: %s" % (proxy.port, new, listening)
+        assert_serving(proxy, host, traits)
+        assert sh(host, "test -e %s" % (STATE % kind), check=False).rc != 0, (
+            "the previous kind still counts as deployed here")
+
+        # and back: the scenario's own settings hand the ports to the previous kind again
+        with Prober(proxy) as probe:
+            result = converge()
+        figures.add("switches")
+        figures.worst("switch_outage_s", probe.longest_outage())
+        assert _reported_outage(result.output) < 15
+        assert _unit(host, new) == ["inactive", "disabled"] and _unit(host, old) == ["active", "enabled"]
+        assert tree_digest(host, traits["config_dirs"]) == before[0], (
+            "after switching back, the config files differ from before the switch")
+        assert_serving(proxy, host, traits)
+        figures.add("faults_recovered")
+    finally:
+        sh(host, "rm -f %s; systemctl daemon-reload; systemctl disable --now %s; systemctl enable --now %s"
+           % (start_fails, new, old), check=False)
+        sh(host, "rm -f %s; DEBIAN_FRONTEND=noninteractive apt-get purge -qy %s >/dev/null; rm -rf %s"
+           % (STATE % other, " ".join(KINDS[other]["processes"]), " ".join(
+               d for d in KINDS[other]["config_dirs"] if d not in traits["config_dirs"])), check=False)

@@ -2,6 +2,7 @@
 """Checks the settings module makes on the proxy host before a deploy: its ports free, its files there."""
 from __future__ import annotations
 
+import grp
 import os
 
 import pytest
@@ -10,15 +11,17 @@ from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies impo
     PROXIES,
     file_problems,
     listeners,
+    port_plan,
     port_problems,
 )
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import LoadedState, deployed_kinds
 
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 
 
-def _row(port, state, inode):
-    return ("   0: 00000000:%04X 00000000:0000 %s 00000000:00000000 00:00000000 00000000     0        0 %d 1\n"
-            % (port, state, inode))
+def _row(port, state, inode, address="00000000"):
+    return ("   0: %s:%04X 00000000:0000 %s 00000000:00000000 00:00000000 00000000     0        0 %d 1\n"
+            % (address, port, state, inode))
 
 
 def fake_proc(tmp_path, sockets, processes):
@@ -119,3 +122,80 @@ def test_a_file_that_cannot_be_read_is_named_with_the_reason(tmp_path, monkeypat
     monkeypatch.setattr("builtins.open", refuse)
     assert file_problems({"tls": "off", "backend_ca_file": str(cert), "backends": [{"scheme": "https"}]}) == [
         "immich_proxy_backend_ca_file %s cannot be read: Permission denied (nothing was changed)" % cert]
+
+
+def test_every_port_reachable_from_outside_leaves_loopback_listeners_out(tmp_path):
+    """Caddy's admin endpoint on localhost:2019 is not a site it serves; 8080 on every address is."""
+    proc = fake_proc(tmp_path, [(443, "0A", 11), (2019, "0A", 12, "0100007F"), (8080, "0A", 13, "0500A8C0")], {
+        10: ("caddy", "/system.slice/caddy.service", [11, 12, 13])})
+    assert listeners(None, proc=proc, loopback=False) == {
+        443: [(10, "caddy", "caddy.service")], 8080: [(10, "caddy", "caddy.service")]}
+    assert set(listeners(None, proc=proc)) == {443, 2019, 8080}
+
+
+NGINX_HOLDS = {80: [(7, "nginx", "nginx.service")], 8443: [(7, "nginx", "nginx.service")]}
+
+
+def test_the_ports_of_a_proxy_this_collection_deployed_before_are_handed_over_not_refused():
+    """immich_proxy_kind switched from nginx to caddy: nginx's record is there, it holds both ports."""
+    problems, handover = port_plan(PROXIES["caddy"], SETTINGS, {"nginx", "caddy"}, NGINX_HOLDS, reachable=NGINX_HOLDS)
+    assert problems == []
+    assert handover == [{"kind": "nginx", "service": "nginx", "ports": [80, 8443]}]
+
+
+def test_a_proxy_the_collection_did_not_deploy_is_not_stopped_for_it():
+    problems, handover = port_plan(PROXIES["caddy"], SETTINGS, {"apache"}, NGINX_HOLDS, reachable=NGINX_HOLDS)
+    assert handover == [] and len(problems) == 2 and problems[0].startswith(
+        "immich_proxy_http_port 80 is already in use by nginx (pid 7, nginx.service)")
+
+
+def test_a_previous_proxy_that_serves_more_than_immich_is_not_stopped_for_it():
+    reachable = {**NGINX_HOLDS, 8080: [(7, "nginx", "nginx.service")]}
+    problems, handover = port_plan(PROXIES["caddy"], SETTINGS, {"nginx"}, NGINX_HOLDS, reachable=reachable)
+    assert handover == []
+    assert problems == [
+        "immich_proxy_http_port 80 and immich_proxy_https_port 8443 are held by nginx.service, the nginx proxy this "
+        "collection deployed here before; it also listens on port 8080, so it serves more than Immich and is not "
+        "stopped for you: take Immich's site off it and free the port yourself, or choose another port; if that port "
+        "is its own Immich site from before (the switch also turns TLS off or moves a port), switch in two runs: the "
+        "kind first with the same ports (nothing was changed)"]
+
+
+def test_another_program_beside_the_previous_proxy_is_still_refused():
+    holders = {**NGINX_HOLDS, 8443: [(7, "nginx", "nginx.service"), (9, "python3", None)]}
+    problems, handover = port_plan(PROXIES["caddy"], SETTINGS, {"nginx"}, holders, reachable=NGINX_HOLDS)
+    assert handover == [{"kind": "nginx", "service": "nginx", "ports": [80, 8443]}]
+    assert problems == ["immich_proxy_https_port 8443 is already in use by python3 (pid 9): stop that program or "
+                        "choose another port (nothing was changed)"]
+
+
+def test_the_kinds_deployed_here_are_those_with_a_record(tmp_path):
+    assert deployed_kinds(str(tmp_path / "none")) == set()
+    LoadedState(str(tmp_path), "nginx").record("d", 1)
+    LoadedState(str(tmp_path), "caddy").mark_pending()
+    (tmp_path / ".loaded-x.json").write_text("{}")
+    assert deployed_kinds(str(tmp_path)) == {"nginx", "caddy"}
+    LoadedState(str(tmp_path), "nginx").forget()
+    assert deployed_kinds(str(tmp_path)) == {"caddy"}
+
+
+def test_a_rollback_gives_the_key_back_to_a_proxy_that_reads_it_as_its_own_user(tmp_path):
+    """nginx's run made the key root's 0600; Caddy, started again after a failed switch, must read it."""
+    class Reader(PROXIES["caddy"]):
+        key_reader = grp.getgrgid(os.getgid()).gr_name
+
+    root = tmp_path / "etc-immich-proxy"
+    key = root / "tls" / "photos.example.org" / "privkey.pem"
+    key.parent.mkdir(parents=True)
+    key.write_text("key")
+    for path in (root, root / "tls", key.parent):
+        path.chmod(0o700)
+    key.chmod(0o600)
+    outside = tmp_path / "privkey.pem"
+    outside.write_text("key")
+    outside.chmod(0o600)
+    object.__new__(Reader).grant_key([str(key), str(outside), str(key.parent / "fullchain.pem")], root=str(root))
+    assert oct(key.stat().st_mode & 0o777) == "0o640" and key.stat().st_gid == os.getgid()
+    for path in (root, root / "tls", key.parent):
+        assert oct(path.stat().st_mode & 0o777) == "0o750", path
+    assert oct(outside.stat().st_mode & 0o777) == "0o600", "a key outside the managed directory was touched"

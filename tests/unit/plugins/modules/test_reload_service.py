@@ -75,7 +75,7 @@ def test_a_changed_config_is_reloaded_once_and_then_left_alone(tmp_path, nginx, 
     state = json.loads((tmp_path / "nginx.loaded.json").read_text())
     assert state == {"digest": result["digest"], "pid": 100}
     result, _failed = run_module(reload_service, {"kind": "nginx", "state_dir": str(tmp_path)})
-    assert result == {"changed": False, "action": "none", "drops": None, "digest": state["digest"],
+    assert result == {"changed": False, "action": "none", "drops": None, "outage": None, "digest": state["digest"],
                       "diff": result["diff"]}
     assert nginx.log == ["test", "reload nginx"], "an unchanged config must not be reloaded again"
 
@@ -158,3 +158,114 @@ def test_a_proxy_that_only_restarts_is_left_alone_after_it_restarted_by_itself(t
     result, failed = run_module(reload_service, args)
     assert not failed and result["action"] == "restarted", "a changed config still restarts it"
     FakeNginx.master = 100
+
+
+class World:
+    """Which services run and which ports they hold, as systemd and /proc would show it, for a kind switch."""
+
+    def __init__(self, new_starts=True):
+        self.running = {"nginx": True, "caddy": False}
+        self.enabled = {"nginx": True, "caddy": False}
+        self.new_starts = new_starts
+        self.log = []
+
+    def proxy(self, base):
+        world = self
+
+        class Fake(base):
+            def installed(self):
+                return True
+
+            def effective_config(self):
+                return "config of %s" % self.name
+
+            def config_digest(self, watch=()):
+                return "digest-%s" % self.name
+
+            def test(self):
+                world.log.append("test " + self.service)
+                return ""
+
+            def is_running(self):
+                return world.running[self.service]
+
+            def main_pid(self):
+                return 7 if world.running[self.service] else 0
+
+            def systemctl(self, *args, check=True):
+                verb, unit = args[0], args[-1]
+                world.log.append("%s %s" % (verb, unit))
+                if verb in ("start", "restart"):
+                    if unit == "caddy" and (not world.new_starts or world.running["nginx"]):
+                        if check:
+                            raise _proxies.ProxyError("'systemctl start caddy' failed: port 80 in use")
+                        return 1, "failed"
+                    world.running[unit] = True
+                elif verb == "stop":
+                    world.running[unit] = False
+                elif verb in ("enable", "disable"):
+                    world.enabled[unit] = verb == "enable"
+                return 0, ""
+
+            def holds(self, ports):
+                return world.running[self.service]
+
+            @staticmethod
+            def wait_until(predicate, seconds):
+                return predicate()
+
+        return Fake
+
+
+@pytest.fixture
+def switch(monkeypatch, tmp_path):
+    def make(new_starts=True):
+        world = World(new_starts)
+        monkeypatch.setitem(_proxies.PROXIES, "nginx", world.proxy(_proxies.Nginx))
+        monkeypatch.setitem(_proxies.PROXIES, "caddy", world.proxy(_proxies.Caddy))
+        LoadedState(str(tmp_path), "nginx").record("digest-nginx", 7)
+        return world
+    return make
+
+
+def test_a_kind_switch_stops_the_previous_proxy_then_starts_the_new_one_and_measures_the_outage(
+        tmp_path, switch, run_module):
+    world = switch()
+    result, failed = run_module(reload_service, {"kind": "caddy", "state_dir": str(tmp_path),
+                                                 "handover_from": ["nginx"], "ports": [80, 443]})
+    assert not failed, result
+    assert result["changed"] and result["action"] == "started" and result["outage"] is not None
+    assert result["msg"].startswith("caddy took ports 80, 443 over from nginx (now stopped and disabled")
+    assert "Immich was unreachable for" in result["msg"]
+    assert world.log.index("test caddy") < world.log.index("stop nginx") < world.log.index("start caddy")
+    assert world.running == {"nginx": False, "caddy": True}
+    assert world.enabled == {"nginx": False, "caddy": True}
+    # nginx no longer counts as deployed here; caddy does
+    assert LoadedState(str(tmp_path), "nginx").read() == {}
+    assert LoadedState(str(tmp_path), "caddy").read() == {"digest": "digest-caddy", "pid": 7}
+    # the next run finds caddy serving what it loaded: nothing to do
+    again, failed = run_module(reload_service, {"kind": "caddy", "state_dir": str(tmp_path),
+                                                "handover_from": [], "ports": []})
+    assert not failed and again["action"] == "none" and not again["changed"]
+
+
+def test_a_new_proxy_that_does_not_start_gives_the_ports_back_to_the_previous_one(tmp_path, switch, run_module):
+    world = switch(new_starts=False)
+    result, failed = run_module(reload_service, {"kind": "caddy", "state_dir": str(tmp_path),
+                                                 "handover_from": ["nginx"], "ports": [80, 443]})
+    assert failed
+    assert result["msg"].startswith("caddy could not take ports 80, 443 over from nginx: ")
+    assert "nginx serves Immich again as before" in result["msg"]
+    assert world.running == {"nginx": True, "caddy": False}
+    assert world.enabled == {"nginx": True, "caddy": False}
+    assert LoadedState(str(tmp_path), "nginx").read() == {"digest": "digest-nginx", "pid": 7}
+    assert LoadedState(str(tmp_path), "caddy").read() == {}
+
+
+def test_check_mode_says_what_a_kind_switch_would_do_and_touches_nothing(tmp_path, switch, run_module):
+    world = switch()
+    result, failed = run_module(reload_service, {"kind": "caddy", "state_dir": str(tmp_path),
+                                                 "handover_from": ["nginx"], "ports": [80, 443]}, check_mode=True)
+    assert not failed and result["changed"] and result["outage"] is None
+    assert result["msg"] == "nginx would stop and caddy start on ports 80, 443"
+    assert world.log == [] and world.running == {"nginx": True, "caddy": False}

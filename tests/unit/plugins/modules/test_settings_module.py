@@ -29,7 +29,7 @@ def nginx_variables(monkeypatch):
 def free_host(monkeypatch):
     """The machine that runs the unit tests is not a proxy host: its ports and files are not looked at
     (test_host_checks.py tests those checks; the test below, that the module makes them)."""
-    monkeypatch.setattr(settings, "port_problems", lambda adapter, values: [])
+    monkeypatch.setattr(settings, "port_plan", lambda adapter, values, deployed: ([], []))
     monkeypatch.setattr(settings, "file_problems", lambda values: [])
 
 
