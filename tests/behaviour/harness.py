@@ -47,6 +47,9 @@ KINDS = {
         # switching the host's immich_proxy_kind to this kind and back hands the ports over (test_faults.py);
         # the handover is the same proxy-neutral code for every pair, so one pair runs in CI (None: not here)
         "switch_to": "caddy",
+        # seconds after a pool backend stops during which requests under load may still fail (0: only those in
+        # flight as it stopped); where more, the docs say why
+        "pool_settles": 0,
         # whether a new immich_proxy_timeout takes a restart (Traefik: entrypoint timeouts are static config)
         "timeout_change_restarts": False,
         # for a role that downloads a release and checks its published checksum: a shell script that puts a
@@ -89,6 +92,7 @@ KINDS = {
         "live_change_vars": None,
         "config_change_vars": {"immich_proxy_timeout": 700},
         "switch_to": None,
+        "pool_settles": 0,
         "timeout_change_restarts": False,
         "tampered_release": None,
         "normalises": ["obs-fold in an ordinary header"],
@@ -114,6 +118,7 @@ KINDS = {
         "live_change_vars": None,
         "config_change_vars": {"immich_proxy_timeout": 700},
         "switch_to": None,
+        "pool_settles": 6,
         "timeout_change_restarts": False,
         "tampered_release": None,
         "normalises": GO_NORMALISES,
@@ -138,6 +143,7 @@ KINDS = {
         "live_change_vars": {"traefik_health_interval": 7},
         "config_change_vars": {"traefik_health_interval": 7},
         "switch_to": None,
+        "pool_settles": 6,
         "timeout_change_restarts": True,
         "tampered_release": {
             # the scenario's mirror (molecule/traefik/prepare.yml) in GitHub's layout
@@ -176,6 +182,7 @@ KINDS = {
         "live_change_vars": None,
         "config_change_vars": {"cloudflared_loglevel": "warn"},
         "switch_to": None,
+        "pool_settles": 0,
         # nothing of cloudflared's config follows immich_proxy_timeout (Cloudflare's edge waits 100 s, fixed)
         "timeout_change_restarts": False,
         "tampered_release": None,

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Nothing lost in flight: an upload and a websocket open while the role applies a config change."""
+"""Nothing lost in flight: an upload and a websocket open while the role applies a config change that also adds a
+backend to the pool."""
 from __future__ import annotations
 
 import json
@@ -41,9 +42,26 @@ def _echo(ws, text):
     assert ws.recv() == '42["on_upload_success","%s"]' % text, "the websocket stopped carrying messages"
 
 
+def _joins_the_pool(proxy, backend, seconds=60):
+    """Whether requests through the proxy reach this backend within the time given."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status, _headers, payload = proxy.json("GET", "/_double/echo")
+        if status == 200 and payload.get("backend") == backend:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 @pytest.mark.disruptive
-def test_an_upload_and_a_websocket_in_flight_survive_a_config_change(
+def test_an_upload_and_a_websocket_in_flight_survive_a_config_change_that_adds_a_backend(
         proxy, host, kind, traits, converge, backend_ports, figures):
+    """The kind's own config change (a new timeout, say) and a third backend, in one run of the role."""
+    added = max(backend_ports) + 1
+    change = dict(traits["config_change_vars"], immich_proxy_backends=[
+        "http://127.0.0.1:%d" % port for port in list(backend_ports) + [added]])
+    sh(host, "systemctl start immich-double@%d && for i in $(seq 100); do curl -fs -o /dev/null "
+             "http://127.0.0.1:%d/api/server/ping && exit 0; sleep 0.1; done; exit 1" % (added, added))
     converge()
     loaded = _loaded(host, kind)
     ws = _socket_io(proxy)
@@ -61,12 +79,14 @@ def test_an_upload_and_a_websocket_in_flight_survive_a_config_change(
     thread.start()
     try:
         time.sleep(3)
-        result = converge(traits["config_change_vars"])
+        result = converge(change)
         assert _loaded(host, kind) != loaded, "the role run took no new config: the test proves nothing"
         assert thread.is_alive(), "the upload ended before the role had applied the change (lower RATE)"
         if "restarts to take its new configuration" in result.output:
             pytest.fail("the role restarted %s for %r (said so first); a restart drops what is in flight"
-                        % (traits["service"], traits["config_change_vars"]))
+                        % (traits["service"], change))
+        assert _joins_the_pool(proxy, "double-%d" % added), "the added backend never got a request"
+        assert thread.is_alive(), "the upload ended before the new backend served: the test proves less (lower RATE)"
         # a proxy whose reload still drops websockets (Caddy before 2.7) must have said so before it reloaded
         dropped = result.output.find("reloads to take its new configuration:")
         if dropped < 0:
@@ -75,7 +95,7 @@ def test_an_upload_and_a_websocket_in_flight_survive_a_config_change(
         thread.join(timeout=900)
         assert "error" not in outcome and outcome["status"] == 201, (
             "an upload in flight during a config change failed: %r" % outcome)
-        record = [r for port in backend_ports for r in backend_json(host, port, "/_double/uploads")
+        record = [r for port in list(backend_ports) + [added] for r in backend_json(host, port, "/_double/uploads")
                   if r["id"] == outcome["answer"]["id"]][0]
         sh(host, "rm -f %s" % record["path"])
         assert (record["bytes"], record["sha1"]) == (SIZE, outcome["sha1"]), "the upload arrived altered"
@@ -92,3 +112,4 @@ def test_an_upload_and_a_websocket_in_flight_survive_a_config_change(
         ws.close()
         thread.join(timeout=900)
         converge()
+        sh(host, "systemctl stop immich-double@%d; rm -rf /var/lib/immich-double/%d" % (added, added), check=False)

@@ -227,3 +227,21 @@ def test_an_https_backend_is_used_only_when_its_certificate_and_name_verify(
         # "Error during SSL Handshake with remote server", AH00898)
         assert status in (500, 502, 503) and not reached, (
             "an https backend that does not verify (%s) was used: HTTP %d, reached %s" % (url, status, reached))
+
+
+@pytest.mark.faults
+def test_a_public_name_as_long_as_dns_allows_is_served(host, proxy, converge, restore_scenario, tmp_path):
+    """253 characters, labels of 63: longer than nginx's hashes of exact names and a certificate's common name
+    (64) hold; the property test drew such a name and nginx refused its config."""
+    name = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 49, "immich.test"])
+    assert len(name) == 253
+    public_url = proxy.public_url.replace(proxy.host, name, 1)
+    converge({"immich_proxy_public_url": public_url, "immich_proxy_tls": "selfsigned", "immich_proxy_check": False})
+    ca_file = copy_out(host, "/etc/immich-proxy/tls/%s/fullchain.pem" % name, tmp_path, "long.pem")
+    long = Proxy(public_url, proxy.ip, ca_file, proxy.http_port, proxy.https_port)
+    status, _headers, payload = long.json("GET", "/api/server/ping")
+    assert (status, payload) == (200, {"res": "pong"}), "the long public name is not served: HTTP %d" % status
+    # Host is case-insensitive (RFC 9110): the same name in capitals reaches Immich too
+    shouted = long.host_header.upper()
+    status, _headers, _payload = long.request("GET", "/api/server/ping", headers={"Host": shouted})
+    assert status == 200, "Host %s... in capitals was refused: HTTP %d" % (shouted[:20], status)
