@@ -48,7 +48,8 @@ KINDS = {
         # the handover is the same proxy-neutral code for every pair, so one pair runs in CI (None: not here)
         "switch_to": "caddy",
         # seconds after a pool backend stops during which requests under load may still fail (0: only those in
-        # flight as it stopped); where more, the docs say why
+        # flight as it stopped); where more (the active health check's interval, 5 s by default, with a margin),
+        # the docs say why
         "pool_settles": 0,
         # whether a new immich_proxy_timeout takes a restart (Traefik: entrypoint timeouts are static config)
         "timeout_change_restarts": False,
@@ -118,7 +119,7 @@ KINDS = {
         "live_change_vars": None,
         "config_change_vars": {"immich_proxy_timeout": 700},
         "switch_to": None,
-        "pool_settles": 6,
+        "pool_settles": 10,
         "timeout_change_restarts": False,
         "tampered_release": None,
         "normalises": GO_NORMALISES,
@@ -143,7 +144,7 @@ KINDS = {
         "live_change_vars": {"traefik_health_interval": 7},
         "config_change_vars": {"traefik_health_interval": 7},
         "switch_to": None,
-        "pool_settles": 6,
+        "pool_settles": 10,
         "timeout_change_restarts": True,
         "tampered_release": {
             # the scenario's mirror (molecule/traefik/prepare.yml) in GitHub's layout
