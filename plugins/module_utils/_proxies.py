@@ -1137,11 +1137,6 @@ def port_plan(adapter, settings, deployed=(), holders=None, reachable=None):
     return problems, handover
 
 
-def port_problems(adapter, settings, holders=None):
-    """The ports the proxy must listen on that another program holds (any proxy of another kind included)."""
-    return port_plan(adapter, settings, (), holders)[0]
-
-
 # What each file the settings name on the host must hold: (settings key, variable, PEM marker, what it is).
 HOST_FILES = (
     ("tls_cert", "immich_proxy_tls_cert", "-----BEGIN CERTIFICATE-----", "a PEM certificate (chain)"),

@@ -642,8 +642,8 @@ def main():
         # before a deploy (the role's variables given), on the host itself: its ports must be free for the proxy,
         # the files the settings name must be there (in check mode a warning: an earlier task of the same play
         # may be what puts them there)
-        port_problems, handover = port_plan(adapter, settings, deployed_kinds())
-        problems += port_problems
+        held, handover = port_plan(adapter, settings, deployed_kinds())
+        problems += held
         missing_files = file_problems(settings)
         if module.check_mode:
             warnings = list(warnings) + ["(check mode) %s" % problem for problem in missing_files]

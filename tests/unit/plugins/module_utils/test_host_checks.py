@@ -12,7 +12,6 @@ from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies impo
     file_problems,
     listeners,
     port_plan,
-    port_problems,
 )
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import LoadedState, deployed_kinds
 
@@ -54,7 +53,7 @@ SETTINGS = {"http_port": 80, "https_port": 8443, "tls": "selfsigned"}
 
 def test_a_port_another_program_holds_is_named_with_its_variable_and_the_program():
     holders = {8443: [(1494, "python3", None)], 80: [(7, "nginx", "nginx.service")]}
-    assert port_problems(PROXIES["nginx"], SETTINGS, holders) == [
+    assert port_plan(PROXIES["nginx"], SETTINGS, (), holders)[0] == [
         "immich_proxy_https_port 8443 is already in use by python3 (pid 1494): stop that program or choose "
         "another port (nothing was changed)"]
 
@@ -63,9 +62,9 @@ def test_a_port_another_program_holds_is_named_with_its_variable_and_the_program
 def test_a_port_the_proxys_own_service_holds_is_free_for_it_but_not_for_another_kind(kind):
     """Its own service keeps the sockets across a reload; another kind's service must be stopped first."""
     unit = PROXIES[kind].service + ".service"
-    assert port_problems(PROXIES[kind], SETTINGS, {8443: [(9, "x", unit)]}) == []
+    assert port_plan(PROXIES[kind], SETTINGS, (), {8443: [(9, "x", unit)]})[0] == []
     other = "nginx" if kind != "nginx" else "caddy"
-    assert port_problems(PROXIES[other], SETTINGS, {8443: [(9, "x", unit)]}) == [
+    assert port_plan(PROXIES[other], SETTINGS, (), {8443: [(9, "x", unit)]})[0] == [
         "immich_proxy_https_port 8443 is already in use by x (pid 9, %s): stop that program or choose another "
         "port (nothing was changed)" % unit]
 
@@ -74,24 +73,24 @@ def test_a_listener_whose_process_cannot_be_seen_still_holds_its_port(tmp_path):
     proc = fake_proc(tmp_path, [(8443, "0A", 21)], {})
     holders = listeners({8443}, proc=proc)
     assert holders == {8443: [(0, "a process this check cannot see", None)]}
-    assert port_problems(PROXIES["nginx"], SETTINGS, holders) == [
+    assert port_plan(PROXIES["nginx"], SETTINGS, (), holders)[0] == [
         "immich_proxy_https_port 8443 is already in use by a process this check cannot see: stop that program or "
         "choose another port (nothing was changed)"]
 
 
 def test_a_unit_outside_the_collection_is_named():
     holders = {80: [(5, "lighttpd", "lighttpd.service")]}
-    assert port_problems(PROXIES["traefik"], SETTINGS, holders) == [
+    assert port_plan(PROXIES["traefik"], SETTINGS, (), holders)[0] == [
         "immich_proxy_http_port 80 is already in use by lighttpd (pid 5, lighttpd.service): stop that program "
         "or choose another port (nothing was changed)"]
 
 
 def test_the_https_port_is_not_needed_without_tls_and_a_tunnel_needs_no_port():
     holders = {8443: [(1, "python3", None)], 80: [(1, "python3", None)]}
-    assert port_problems(PROXIES["nginx"], dict(SETTINGS, tls="off"), holders) == [
+    assert port_plan(PROXIES["nginx"], dict(SETTINGS, tls="off"), (), holders)[0] == [
         "immich_proxy_http_port 80 is already in use by python3 (pid 1): stop that program or choose another "
         "port (nothing was changed)"]
-    assert port_problems(PROXIES["cloudflared"], SETTINGS, holders) == []
+    assert port_plan(PROXIES["cloudflared"], SETTINGS, (), holders)[0] == []
 
 
 def test_missing_unreadable_and_wrong_files_are_named_without_their_content(tmp_path):
