@@ -17,7 +17,7 @@ KIND ?= nginx
 help:
 	@echo "make demo      deploy nginx (KIND=apache, caddy, traefik; KIND=cloudflared: a tunnel plus nginx on the LAN) in front of the Immich test double in a local container and check it"
 	@echo "make test      lint, unit tests, ansible-test sanity and every molecule scenario"
-	@echo "make bench     upload benchmark: Immich double directly vs through nginx"
+	@echo "make bench     every HTTP proxy against a direct connection (uploads, wrk, reload under load, Ansible cost): docs/benchmarks.md"
 
 testbed:
 	bash scripts/testbed.sh all
@@ -42,9 +42,18 @@ sanity: testbed
 molecule: testbed
 	# each behaviour-suite run adds its figures here and renders docs/reliability.md from them
 	rm -rf .cache/reliability
-	for scenario in $(SCENARIOS); do molecule test -s $$scenario; done
+	mkdir -p .cache/logs
+	for scenario in $(SCENARIOS); do
+	  if ! molecule test -s $$scenario 2>&1 | tee .cache/logs/molecule-$$scenario.log; then
+	    # the end of a long log is all CI shows: say last what failed
+	    echo "== molecule scenario $$scenario failed; what failed (whole log: .cache/logs/molecule-$$scenario.log):"
+	    grep -E '(FAILED|ERROR) \.\./|^fatal: |^failed: |"msg": "The behaviour suite failed|short test summary' \
+	      .cache/logs/molecule-$$scenario.log | cut -c1-700 | tail -n 40 || true
+	    exit 1
+	  fi
+	done
 
 test: lint unit sanity molecule
 
 bench: testbed
-	bash bench/run.sh
+	bash bench/run.sh $(BENCH_ARGS)

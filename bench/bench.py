@@ -1,158 +1,359 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Upload benchmark: the Immich test double directly vs through the deployed nginx, in one run.
+"""Benchmarks for every HTTP proxy the collection deploys, measured side by side in one run.
 
-Deploys nginx with playbooks/site.yml into a fresh Debian 12 container in front
-of the Immich test double (a stand-in for Immich), times that converge and a
-no-op re-run, adds Immich's documented nginx example on port 8080 for contrast,
-then streams BENCH_SIZE bytes (2 GiB) to the double's sink three ways — directly,
-through the collection's nginx, through the documented config — with the client
-paced to 1 Gbit/s and unpaced. It prints throughput ratios against the direct
-upload, the bytes nginx's processes wrote to disk, and nginx's memory growth,
-each beside its target. Everything runs side by side in this one run.
+For each kind in the behaviour suite's traits (tests/behaviour/harness.py KINDS) that
+answers HTTP on its host, a fresh Debian 12 container gets the Immich test double
+(tests/immich_double, a stand-in for Immich: the real server cannot run here) and
+the proxy, deployed by playbooks/site.yml. Then, in that container and against a
+direct connection to the double in the same run:
+
+1. the first converge and a no-op re-run of site.yml are timed, the re-run with
+   ansible.posix.profile_tasks;
+2. Immich's documented example config of the same proxy (the kind's "documented"
+   trait) is started beside the collection's;
+3. a multipart upload of BENCH_SIZE bytes (4 GiB) goes to the double's sink
+   directly, through the collection's proxy and through the documented config, at
+   1 Gbit/s, 2.5 Gbit/s and unpaced, while the proxy's processes are measured;
+4. wrk sends GET /api/server/ping directly and through the proxy;
+5. the role applies a config change (the kind's config_change_vars and a second backend) while wrk
+   runs and websockets are open.
+
+Then a fleet of BENCH_FLEET containers gets nginx in one run (forks = fleet size),
+against the single nginx host's first converge. Everything is written to
+docs/benchmarks.md with PNG charts under docs/benchmarks/; the run prints each
+target and whether it is met. Absolute numbers on a shared machine are noise:
+the ratios are what compare.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
+import websocket
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NAME = "immich-proxy-bench"
-SIZE = int(os.environ.get("BENCH_SIZE", str(2 * 1024 ** 3)))
-GBIT = 1e9 / 8
+sys.path.insert(0, os.path.join(ROOT, "tests", "behaviour"))
+from harness import KINDS, container_address  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from report import render  # noqa: E402
+
+GiB = 1024 ** 3
 MiB = 1024 ** 2
-
-# Immich's documented nginx example (immich.app/docs/administration/reverse-proxy), on 8080.
-DOCUMENTED = """
-server {
-    listen 8080;
-    server_name photos.immich.test;
-    client_max_body_size 50000M;
-    proxy_set_header Host              $http_host;
-    proxy_set_header X-Real-IP         $remote_addr;
-    proxy_set_header X-Forwarded-For   $proxy_add_x_forwarded_for;
-    proxy_set_header X-Forwarded-Proto $scheme;
-    proxy_http_version 1.1;
-    proxy_set_header   Upgrade    $http_upgrade;
-    proxy_set_header   Connection "upgrade";
-    proxy_redirect     off;
-    proxy_read_timeout 600s;
-    proxy_send_timeout 600s;
-    send_timeout       600s;
-    location / {
-        proxy_pass http://127.0.0.1:2283;
-    }
-}
-"""
-
-INVENTORY = """
-all:
-  children:
-    immich_proxies:
-      hosts:
-        %s:
-          ansible_connection: community.docker.docker
-          ansible_python_interpreter: /usr/bin/python3
-          ansible_pipelining: true
-      vars:
-        immich_proxy_kind: nginx
-        immich_proxy_public_url: http://photos.immich.test
-        immich_double_ports: [2283]
-        nginx_ipv6: false
-""" % NAME
+SPEEDS = (("1 Gbit/s", 1e9 / 8), ("2.5 Gbit/s", 2.5e9 / 8), ("unpaced", 0))
+# the slow upload: long enough to outlast a 60 s read timeout, at a rate a phone on mobile data reaches
+SLOW_RATE = 1024 ** 2
+SLOW_SECONDS = 75
+PREFIX = "immich-proxy-bench"
+HOST = "photos.immich.test"
+FIRST_PORT = 2283
 
 
-def sh(argv, **kwargs):
-    return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
+def log(message):
+    print("bench: %s" % message, flush=True)
 
 
-def docker_exec(*argv):
-    return sh(["docker", "exec", NAME, *argv]).stdout
+class Failed(Exception):
+    """A command of the benchmark failed; str() says which and ends with its output."""
 
 
-def playbook(inventory, path):
-    started = time.monotonic()
-    result = sh(["ansible-playbook", "-i", inventory, path])
-    seconds = time.monotonic() - started
-    changed = sum(int(n) for n in re.findall(r"changed=(\d+)", result.stdout.split("PLAY RECAP")[-1]))
-    return seconds, changed
-
-
-def upload(url, rate):
-    out = docker_exec("python3", "/opt/bench/upload_client.py", url, "--size", str(SIZE), "--rate", str(rate),
-                      "--watch", "nginx")
-    result = json.loads(out)
-    if result["status"] != 200 or result["received"] != SIZE:
-        raise SystemExit("upload to %s failed: %r" % (url, result))
+def sh(argv, check=True, **kwargs):
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+    if check and result.returncode != 0:
+        raise Failed("%s failed (%d):\n%s\n%s" % (" ".join(argv[:6]), result.returncode, result.stdout[-3000:],
+                                                  result.stderr[-3000:]))
     return result
 
 
-def verdict(ok):
-    return "meets target" if ok else "MISSES target"
+def in_container(name, script, check=True):
+    return sh(["docker", "exec", name, "sh", "-c", script], check=check).stdout
+
+
+def start_containers(names):
+    for name in names:
+        sh(["docker", "rm", "-f", name], check=False)
+        sh(["docker", "run", "-d", "--name", name, "--hostname", name, "--cap-add", "SYS_ADMIN",
+            "--cap-add", "SYS_PTRACE", "--security-opt", "seccomp=unconfined", "--cgroupns", "host",
+            "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
+            "immich-proxy-test:bookworm", "/lib/systemd/systemd"])
+    for name in names:
+        for _attempt in range(120):
+            state = sh(["docker", "exec", name, "systemctl", "is-system-running"], check=False).stdout.strip()
+            if state in ("running", "degraded"):
+                break
+            time.sleep(0.5)
+
+
+def remove_containers(names):
+    if names:
+        sh(["docker", "rm", "-f", *names], check=False)
+
+
+def write_inventory(path, names, kind, extra):
+    hostvars = {
+        "ansible_connection": "community.docker.docker",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_pipelining": True,
+        "immich_proxy_kind": kind,
+        "immich_proxy_public_url": "http://%s" % HOST,
+        "immich_proxy_backends": ["http://127.0.0.1:%d" % FIRST_PORT],
+        # a second double waits for the change under load, which adds it to the pool
+        "immich_double_ports": [FIRST_PORT, FIRST_PORT + 1],
+    }
+    hostvars.update(extra)
+    inventory = {"all": {"children": {"immich_proxies": {"hosts": {name: {} for name in names}, "vars": hostvars}}}}
+    with open(path, "w") as handle:
+        json.dump(inventory, handle, indent=1)
+
+
+def playbook(inventory, path, forks=5, extra=None, profile=False):
+    """(seconds, changed, output) of one ansible-playbook run."""
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="false", ANSIBLE_NOCOLOR="1")
+    # the collection and those molecule's docker driver needs, as scripts/testbed.sh unpacked them
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", os.path.join(ROOT, ".cache", "collections"))
+    if profile:
+        env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
+        env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "all"
+    argv = ["ansible-playbook", "-i", inventory, "-f", str(forks), path]
+    if extra:
+        argv += ["-e", json.dumps(extra)]
+    started = time.monotonic()
+    result = sh(argv, env=env)
+    seconds = time.monotonic() - started
+    recap = result.stdout.split("PLAY RECAP")[-1]
+    changed = sum(int(n) for n in re.findall(r"changed=(\d+)", recap))
+    return seconds, changed, result.stdout
+
+
+def profile_lines(output, top=8):
+    """The slowest tasks of a run, as profile_tasks printed them: [(task, seconds)]."""
+    found = re.findall(r"^(.+?) -+ (\d+\.\d+)s$", output.split("PLAY RECAP")[-1], re.M)
+    tasks = [(name.strip(), float(seconds)) for name, seconds in found]
+    return sorted(tasks, key=lambda item: -item[1])[:top]
+
+
+def module_calls(output):
+    """Tasks that ran a module on the no-op path (ok or changed), against those skipped."""
+    ran = len(re.findall(r"^(?:ok|changed): \[", output, re.M))
+    skipped = len(re.findall(r"^skipping: \[", output, re.M))
+    return ran, skipped
+
+
+def upload(name, url, size, rate, watch):
+    argv = ["python3", "/opt/bench/upload_client.py", url, "--size", str(size), "--rate", str(rate)]
+    for process in watch:
+        argv += ["--watch", process]
+    result = json.loads(in_container(name, " ".join(argv)))
+    result["ok"] = result["status"] == 200 and result["received"] == result["bytes"]
+    return result
+
+
+def wrk(name, port, seconds=10, connections=16, close=False):
+    """wrk on GET /api/server/ping, keep-alive unless close (then a new connection for every request)."""
+    header = " -H 'Connection: close'" if close else ""
+    out = in_container(name, "wrk -t2 -c%d -d%ds --latency -H 'Host: %s'%s http://127.0.0.1:%d/api/server/ping"
+                       % (connections, seconds, HOST, header, port))
+    return parse_wrk(out)
+
+
+def parse_wrk(out):
+    def ms(text):
+        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+              "p50_ms": ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+              "p99_ms": ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
+              "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+              "non_2xx": int((re.search(r"Non-2xx or 3xx responses: (\d+)", out) or [0, 0])[1])}
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    for field, count in zip(("connect", "read", "write", "timeout"), errors.groups() if errors else (0,) * 4):
+        result[field] = int(count)
+    result["socket_errors"] = sum(result[field] for field in ("connect", "read", "write", "timeout"))
+    return result
+
+
+def open_websocket(ip):
+    ws = websocket.create_connection("ws://%s:80/api/socket.io/?EIO=4&transport=websocket" % ip, host=HOST,
+                                     timeout=15)
+    if not ws.recv().startswith("0"):
+        raise SystemExit("the websocket through the proxy did not open")
+    ws.send("40")
+    ws.recv()
+    return ws
+
+
+def websocket_alive(ws, text):
+    try:
+        ws.send('42["on_upload_success","%s"]' % text)
+        return ws.recv() == '42["on_upload_success","%s"]' % text
+    except (OSError, websocket.WebSocketException):
+        return False
+
+
+def install_documented(name, documented):
+    in_container(name, "mkdir -p /opt/bench")
+    for path, text in documented["files"].items():
+        in_container(name, "mkdir -p %s && cat > %s <<'BENCH_EOF'\n%s\nBENCH_EOF" % (os.path.dirname(path), path,
+                                                                                     text.strip("\n")))
+    in_container(name, documented["apply"])
+    for port in documented["ports"].values():
+        in_container(name, "for i in $(seq 100); do curl -fs -o /dev/null -H 'Host: %s' "
+                           "http://127.0.0.1:%d/api/server/ping && exit 0; sleep 0.2; done; exit 1" % (HOST, port))
+
+
+def bench_kind(kind, traits, size, inventory_dir):
+    name = "%s-%s" % (PREFIX, kind)
+    found = {"kind": kind}
+    start_containers([name])
+    try:
+        inventory = os.path.join(inventory_dir, "%s.json" % kind)
+        extra = {key: value.replace("{root}", ROOT) if isinstance(value, str) else value
+                 for key, value in traits["bench"]["vars"].items()}
+        write_inventory(inventory, [name], kind, extra)
+        log("%s: installing the Immich test double" % kind)
+        playbook(inventory, os.path.join(ROOT, "tests", "immich_double", "install.yml"))
+        log("%s: first converge of site.yml" % kind)
+        first, _changed, _out = playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"))
+        again, changed, output = playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"), profile=True)
+        found["ansible"] = {"first_s": first, "noop_s": again, "noop_changed": changed,
+                            "noop_profile": profile_lines(output), "noop_calls": module_calls(output)}
+        log("%s: first converge %.1f s, no-op re-run %.1f s (changed=%d)" % (kind, first, again, changed))
+
+        in_container(name, "apt-get install -y -q wrk >/dev/null 2>&1 || "
+                           "(apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null)")
+        sh(["docker", "cp", os.path.join(ROOT, "bench", "upload_client.py"), name + ":/opt/"])
+        in_container(name, "mkdir -p /opt/bench && mv /opt/upload_client.py /opt/bench/")
+        documented = traits["bench"]["documented"]
+        install_documented(name, documented)
+        found["version"] = in_container(name, traits["bench"]["version"]).strip()
+
+        paths = {"direct": FIRST_PORT, "collection": 80}
+        paths.update(documented["ports"])
+        uploads = found["uploads"] = {}
+        for label, rate in SPEEDS:
+            for path, port in paths.items():
+                log("%s: %d MiB at %s, %s" % (kind, size // MiB, label, path))
+                uploads["%s|%s" % (label, path)] = upload(name, "http://127.0.0.1:%d/_double/sink" % port, size,
+                                                          rate, traits["processes"])
+        slow = found["slow"] = {}
+        for path in documented.get("slow", []):
+            for label in ("collection", path):
+                log("%s: a slow upload (%d s at 1 MiB/s), %s" % (kind, SLOW_SECONDS, label))
+                slow[label] = upload(name, "http://127.0.0.1:%d/_double/sink" % paths[label],
+                                     SLOW_RATE * SLOW_SECONDS, SLOW_RATE, traits["processes"])
+
+        log("%s: wrk, direct and through the proxy" % kind)
+        found["wrk"] = {"direct": wrk(name, FIRST_PORT), "collection": wrk(name, 80)}
+        found["reload"] = reload_under_load(name, kind, traits, inventory)
+    finally:
+        remove_containers([name])
+    return found
+
+
+def reload_under_load(name, kind, traits, inventory):
+    log("%s: a config change applied while wrk runs and websockets are open" % kind)
+    ip = container_address(name)
+    sockets = [open_websocket(ip) for _ in range(4)]
+    out = {}
+
+    def load(label, close):
+        out[label] = wrk(name, 80, seconds=30, connections=8, close=close)
+
+    threads = [threading.Thread(target=load, args=("keepalive", False)),
+               threading.Thread(target=load, args=("close", True))]
+    for thread in threads:
+        thread.start()
+    time.sleep(5)
+    change = dict(traits["config_change_vars"],
+                  immich_proxy_backends=["http://127.0.0.1:%d" % port for port in (FIRST_PORT, FIRST_PORT + 1)])
+    try:
+        seconds, changed, output = playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"), extra=change)
+        error = None
+    except Failed as exc:
+        # the role refusing to run under load is a finding, not the end of the benchmark
+        seconds, changed, output = 0.0, 0, ""
+        error = " ".join(re.findall(r'"msg": "([^"]*)"', str(exc))[:1]) or str(exc)[-500:]
+    for thread in threads:
+        thread.join()
+    alive = sum(websocket_alive(ws, "after-%d" % number) for number, ws in enumerate(sockets))
+    for ws in sockets:
+        ws.close()
+    announced = "reloads to take its new configuration:" in output or "restarts to take its new" in output
+    keepalive, close = out["keepalive"], out["close"]
+    # A keep-alive connection the old configuration's workers close just as the client sends on it ends in a
+    # read or write error before any answer: the request never reached the proxy, and HTTP clients send it again
+    # on a new connection (RFC 9112 9.3.1), browsers and the apps' HTTP stacks included; wrk does not. Those are
+    # counted apart. Every other error, and every error of the new-connection-per-request load, is a failure.
+    failed = (keepalive["non_2xx"] + keepalive["connect"] + keepalive["timeout"] + close["non_2xx"]
+              + close["socket_errors"])
+    result = {"requests": keepalive["requests"] + close["requests"], "failed": failed,
+              "keepalive_closed": keepalive["read"] + keepalive["write"], "keepalive": keepalive, "close": close,
+              "role_s": seconds, "changed": changed, "websockets": len(sockets),
+              "websockets_dropped": len(sockets) - alive, "drop_announced": announced}
+    result["role_error"] = error
+    if not changed and not error:
+        raise Failed("%s: the config change %r changed nothing: the reload was not tested" % (kind, change))
+    return result
+
+
+def bench_fleet(count, inventory_dir):
+    names = ["%s-fleet-%d" % (PREFIX, number) for number in range(1, count + 1)]
+    start_containers(names)
+    try:
+        inventory = os.path.join(inventory_dir, "fleet.json")
+        write_inventory(inventory, names, "nginx", KINDS["nginx"]["bench"]["vars"])
+        log("fleet: installing the Immich test double on %d hosts" % count)
+        playbook(inventory, os.path.join(ROOT, "tests", "immich_double", "install.yml"), forks=count)
+        log("fleet: first converge of site.yml on %d hosts" % count)
+        first, _changed, _out = playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"), forks=count)
+        again, changed, _output = playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"), forks=count)
+        return {"hosts": count, "first_s": first, "noop_s": again, "noop_changed": changed}
+    finally:
+        remove_containers(names)
 
 
 def main():
-    subprocess.run(["docker", "rm", "-f", NAME], capture_output=True, check=False)
-    sh(["docker", "run", "-d", "--name", NAME, "--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE",
-        "--security-opt", "seccomp=unconfined", "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-        "--tmpfs", "/run", "--tmpfs", "/run/lock", "immich-proxy-test:bookworm", "/lib/systemd/systemd"])
-    try:
-        for _attempt in range(60):
-            state = subprocess.run(["docker", "exec", NAME, "systemctl", "is-system-running"],
-                                   capture_output=True, text=True, check=False).stdout
-            if state.strip() in ("running", "degraded"):
-                break
-            time.sleep(1)
-        inventory = os.path.join(ROOT, "bench", ".inventory.yml")
-        with open(inventory, "w") as handle:
-            handle.write(INVENTORY)
-        playbook(inventory, os.path.join(ROOT, "tests", "immich_double", "install.yml"))
-        first, _changed = playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"))
-        again, changed_again = playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"))
-
-        docker_exec("sh", "-c", "cat > /etc/nginx/conf.d/zz-bench-documented.conf <<'EOF'\n%s\nEOF\n"
-                                "nginx -t -q && systemctl reload nginx" % DOCUMENTED)
-        docker_exec("mkdir", "-p", "/opt/bench")
-        sh(["docker", "cp", os.path.join(ROOT, "bench", "upload_client.py"), NAME + ":/opt/bench/upload_client.py"])
-
-        targets = {"direct": "http://127.0.0.1:2283/_double/sink",
-                   "collection": "http://127.0.0.1:80/_double/sink",
-                   "documented": "http://127.0.0.1:8080/_double/sink"}
-        rows = {}
-        for label, rate in (("1 Gbit/s", GBIT), ("unpaced", 0)):
-            rows[label] = {name: upload(url, rate) for name, url in targets.items()}
-
-        print("\nhomelab.immich_proxy upload benchmark: %d MiB to the Immich test double, one run\n" % (SIZE // MiB))
-        print("%-9s %-11s %10s %9s %14s %12s" % ("client", "path", "MB/s", "ratio", "nginx wrote", "nginx RSS+"))
-        for label, results in rows.items():
-            direct = results["direct"]["seconds"]
-            for name, result in results.items():
-                mbps = SIZE / result["seconds"] / 1e6
-                print("%-9s %-11s %10.1f %9.3f %11.1f MiB %8.1f MiB" % (
-                    label, name, mbps, direct / result["seconds"], result["written_bytes"] / MiB,
-                    (result["rss_peak"] - result["rss_before"]) / MiB))
-        paced = rows["1 Gbit/s"]
-        ratio = paced["direct"]["seconds"] / paced["collection"]["seconds"]
-        written = max(r["collection"]["written_bytes"] for r in rows.values())
-        growth = max(r["collection"]["rss_peak"] - r["collection"]["rss_before"] for r in rows.values())
-        print("\nthroughput through the collection's nginx at 1 Gbit/s: %.3f of direct (target >= 0.97): %s"
-              % (ratio, verdict(ratio >= 0.97)))
-        documented = paced["documented"]["written_bytes"]
-        print("bytes nginx wrote to disk: %.2f%% of the upload (target <= 1%%; the documented config: %.0f%%): %s"
-              % (100 * written / SIZE, 100 * documented / SIZE, verdict(written <= SIZE / 100)))
-        print("nginx memory growth: %.1f MiB (target < 64 MiB): %s" % (growth / MiB, verdict(growth < 64 * MiB)))
-        print("no-op re-run of site.yml: %.1f s against %.1f s for the first converge = %.2f, changed=%d "
-              "(target <= 0.25, changed=0): %s" % (again, first, again / first, changed_again,
-                                                   verdict(again / first <= 0.25 and changed_again == 0)))
-    finally:
-        subprocess.run(["docker", "rm", "-f", NAME], capture_output=True, check=False)
-        if os.path.exists(os.path.join(ROOT, "bench", ".inventory.yml")):
-            os.unlink(os.path.join(ROOT, "bench", ".inventory.yml"))
-    return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    http_kinds = [kind for kind, traits in KINDS.items() if traits["listens"]]
+    parser.add_argument("--kinds", default=",".join(http_kinds), help="comma-separated (default: %(default)s)")
+    parser.add_argument("--size", type=int, default=int(os.environ.get("BENCH_SIZE", str(4 * GiB))))
+    parser.add_argument("--fleet", type=int, default=int(os.environ.get("BENCH_FLEET", "8")),
+                        help="hosts in the fleet run, 0 to skip it")
+    parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    args = parser.parse_args()
+    kinds = [kind for kind in args.kinds.split(",") if kind]
+    unknown = sorted(set(kinds) - set(http_kinds))
+    if unknown:
+        raise SystemExit("--kinds: %s is not a kind that answers HTTP (%s)" % (", ".join(unknown),
+                                                                              ", ".join(http_kinds)))
+    inventory_dir = os.path.join(ROOT, ".cache", "bench")
+    os.makedirs(inventory_dir, exist_ok=True)
+    results = {"size": args.size, "speeds": [label for label, _rate in SPEEDS], "slow_seconds": SLOW_SECONDS,
+               "kinds": {}, "fleet": None, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "machine": "%d cores, %.0f GiB" % (os.cpu_count(), os.sysconf("SC_PAGE_SIZE")
+                                                  * os.sysconf("SC_PHYS_PAGES") / GiB)}
+    for kind in kinds:
+        results["kinds"][kind] = bench_kind(kind, KINDS[kind], args.size, inventory_dir)
+        with open(os.path.join(inventory_dir, "results.json"), "w") as handle:
+            json.dump(results, handle, indent=1)
+    if args.fleet and "nginx" in kinds:
+        results["fleet"] = bench_fleet(args.fleet, inventory_dir)
+    with open(os.path.join(inventory_dir, "results.json"), "w") as handle:
+        json.dump(results, handle, indent=1)
+    summary, missed = render(results, args.out)
+    print(summary)
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Failed as exc:
+        raise SystemExit("bench: %s" % exc) from None

@@ -2,4 +2,4 @@
 # `make bench`: see bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python bench/bench.py
+exec python bench/bench.py "$@"

@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """One upload for the benchmark, run inside the proxy's container (standard library only).
 
-Streams SIZE bytes to URL (the Immich test double's /_double/sink, directly or
-through the proxy), optionally paced to RATE bytes/s, and meanwhile samples the
-named processes: bytes they caused to be written to storage (/proc/PID/io
-write_bytes) and their total resident memory. Prints one JSON object.
+Sends SIZE bytes as an Immich asset upload (multipart/form-data, the fields the
+apps send, the file part last) to URL, optionally paced to RATE bytes/s, and
+meanwhile samples the named processes: the bytes they caused to be written to
+storage (/proc/PID/io write_bytes), their CPU time (/proc/PID/stat) and their
+total resident memory. URL is the Immich test double's /_double/sink (a stand-in
+for Immich that reads the whole body), directly or through a proxy. Prints one
+JSON object; a failed upload is a result too (status and error), not a crash.
 """
 from __future__ import annotations
 
@@ -17,15 +20,17 @@ import time
 from urllib.parse import urlsplit
 
 BLOCK = os.urandom(1024 * 1024)
+BOUNDARY = b"immichproxybenchboundary"
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def pids_of(name):
+def pids_of(names):
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open("/proc/%s/comm" % entry) as handle:
-                    if handle.read().strip() == name:
+                    if handle.read().strip() in names:
                         found.append(int(entry))
             except OSError:
                 pass
@@ -33,45 +38,63 @@ def pids_of(name):
 
 
 def sample(names):
-    """pid -> (write_bytes, rss_bytes)"""
+    """pid -> (write_bytes, cpu_seconds, rss_bytes)"""
     out = {}
-    for name in names:
-        for pid in pids_of(name):
-            try:
-                with open("/proc/%d/io" % pid) as handle:
-                    io = dict(line.split(": ") for line in handle.read().splitlines())
-                with open("/proc/%d/status" % pid) as handle:
-                    rss = [int(line.split()[1]) * 1024 for line in handle if line.startswith("VmRSS:")]
-            except OSError:
-                continue
-            out[pid] = (int(io["write_bytes"]), rss[0] if rss else 0)
+    for pid in pids_of(names):
+        try:
+            with open("/proc/%d/io" % pid) as handle:
+                io = dict(line.split(": ") for line in handle.read().splitlines())
+            with open("/proc/%d/stat" % pid) as handle:
+                stat = handle.read().rsplit(")", 1)[1].split()
+            with open("/proc/%d/status" % pid) as handle:
+                rss = [int(line.split()[1]) * 1024 for line in handle if line.startswith("VmRSS:")]
+        except OSError:
+            continue
+        # utime and stime: fields 14 and 15 of stat, 12 and 13 after the command
+        out[pid] = (int(io["write_bytes"]), (int(stat[11]) + int(stat[12])) / TICKS, rss[0] if rss else 0)
     return out
 
 
 class Watcher(threading.Thread):
     def __init__(self, names):
         super().__init__(daemon=True)
-        self.names = names
-        self.before = sample(names)
-        self.last = self.before
-        self.peak_rss = sum(rss for _written, rss in self.before.values())
+        self.names = set(names)
+        self.before = sample(self.names)
+        self.last = dict(self.before)
+        self.peak_rss = sum(entry[2] for entry in self.before.values())
         self.stop = threading.Event()
 
     def run(self):
         while not self.stop.wait(0.1):
             now = sample(self.names)
-            self.last = {**self.last, **now}
-            self.peak_rss = max(self.peak_rss, sum(rss for _written, rss in now.values()))
+            self.last.update(now)
+            self.peak_rss = max(self.peak_rss, sum(entry[2] for entry in now.values()))
 
     def result(self):
         self.stop.set()
         self.join()
-        written = sum(self.last[pid][0] - self.before.get(pid, (0, 0))[0] for pid in self.last)
-        base_rss = sum(rss for _written, rss in self.before.values())
-        return {"written_bytes": written, "rss_before": base_rss, "rss_peak": self.peak_rss}
+        self.last.update(sample(self.names))
+        zero = (0, 0.0, 0)
+        written = sum(self.last[pid][0] - self.before.get(pid, zero)[0] for pid in self.last)
+        cpu = sum(self.last[pid][1] - self.before.get(pid, zero)[1] for pid in self.last)
+        base_rss = sum(entry[2] for entry in self.before.values())
+        return {"written_bytes": written, "cpu_seconds": round(cpu, 3), "rss_before": base_rss,
+                "rss_peak": self.peak_rss}
 
 
-def body(size, rate):
+def multipart(size):
+    fields = {"deviceAssetId": "bench-%d" % size, "deviceId": "homelab.immich_proxy-bench",
+              "fileCreatedAt": "2026-01-01T00:00:00.000Z", "fileModifiedAt": "2026-01-01T00:00:00.000Z",
+              "fileSize": str(size), "isFavorite": "false"}
+    head = b"".join(b"--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n"
+                    % (BOUNDARY, key.encode(), value.encode()) for key, value in fields.items())
+    head += (b"--%s\r\nContent-Disposition: form-data; name=\"assetData\"; filename=\"video.mp4\"\r\n"
+             b"Content-Type: video/mp4\r\n\r\n" % BOUNDARY)
+    return head, b"\r\n--%s--\r\n" % BOUNDARY
+
+
+def body(head, size, tail, rate):
+    yield head
     sent = 0
     started = time.monotonic()
     while sent < size:
@@ -82,6 +105,7 @@ def body(size, rate):
             ahead = sent / rate - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)
+    yield tail
 
 
 def main():
@@ -92,18 +116,30 @@ def main():
     parser.add_argument("--watch", action="append", default=[], help="process name to measure")
     args = parser.parse_args()
     parts = urlsplit(args.url)
+    head, tail = multipart(args.size)
+    total = len(head) + args.size + len(tail)
     watcher = Watcher(args.watch)
     watcher.start()
-    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=600)
+    result = {"bytes": total, "status": None, "received": None, "error": None}
     started = time.monotonic()
-    conn.request("POST", parts.path, body=body(args.size, args.rate),
-                 headers={"Content-Length": str(args.size), "Content-Type": "application/octet-stream",
-                          "Host": "photos.immich.test"})
-    response = conn.getresponse()
-    answer = response.read()
-    seconds = time.monotonic() - started
-    result = {"status": response.status, "seconds": seconds, "bytes": args.size,
-              "received": json.loads(answer).get("bytes") if response.status == 200 else None}
+    try:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=900)
+        conn.request("POST", parts.path, body=body(head, args.size, tail, args.rate),
+                     headers={"Content-Length": str(total), "Host": "photos.immich.test", "x-api-key": "bench",
+                              "Content-Type": "multipart/form-data; boundary=%s" % BOUNDARY.decode()})
+        response = conn.getresponse()
+        answer = response.read()
+        result["status"] = response.status
+        if response.status == 200:
+            result["received"] = json.loads(answer).get("bytes")
+    except (OSError, http.client.HTTPException) as exc:
+        result["error"] = "%s: %s" % (type(exc).__name__, exc)
+        try:  # a proxy that refused the body may have answered before it closed
+            response = conn.getresponse()
+            result["status"] = response.status
+        except (OSError, http.client.HTTPException):
+            pass
+    result["seconds"] = time.monotonic() - started
     result.update(watcher.result())
     print(json.dumps(result))
 

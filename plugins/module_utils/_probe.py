@@ -29,8 +29,9 @@ UNLIMITED_PROBE_BYTES = 100 * 1024 ** 3
 # After 100 Continue, how long to look for a final answer that does not wait for
 # the body: nginx with proxy_request_buffering off says 100 before it connects to
 # Immich, so a dead Immich shows as 100 then 502, and Immich itself answers 401
-# at once to an upload without a login. Such answers come in milliseconds.
-CONTINUE_GRACE = 1.0
+# at once to an upload without a login. Such answers come in milliseconds; half a
+# second leaves room for a busy host, and every run of the role waits it once.
+CONTINUE_GRACE = 0.5
 # The role variable that feeds the module's ca_path, named in TLS advice.
 CA_PATH_VARIABLE = "immich_proxy_check_ca_path"
 

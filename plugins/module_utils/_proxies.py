@@ -1055,9 +1055,17 @@ def listeners(ports, proc="/proc", loopback=True):
     for pid in (name for name in os.listdir(proc) if name.isdigit()):
         fd_dir = os.path.join(proc, pid, "fd")
         try:
-            links = [os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir)]
+            fds = os.listdir(fd_dir)
         except OSError:
             continue
+        links = []
+        for fd in fds:
+            try:
+                links.append(os.readlink(os.path.join(fd_dir, fd)))
+            except OSError:
+                # closed since the listing: a busy proxy in one process (Caddy, Traefik) opens and closes
+                # connections all the time, and its listener must not pass for an unknown program's
+                pass
         mine = {link[8:-1] for link in links if link.startswith("socket:[") and link[8:-1] in inodes}
         owned |= mine
         held = {inodes[inode] for inode in mine}

@@ -84,6 +84,54 @@ KINDS = {
         # role variables of the wrong type
         "type_error_vars": {"nginx_ipv6": "maybe", "nginx_backend_fail_timeout": "10s"},
         # an administrator's hand edit of the role's file, loaded by hand, that shows as a response header
+        # for bench/bench.py: role variables of its host, a shell command that prints the version, and Immich's
+        # documented example config of this proxy (docs/administration/reverse-proxy, 2026-06) as close to verbatim
+        # as a bench on loopback allows (plain HTTP on the ports given, backend 127.0.0.1:2283): files, the command
+        # that starts it, its paths (name: port) and those to try with a slow upload too
+        "bench": {
+            "vars": {"nginx_ipv6": False},
+            "version": "nginx -v 2>&1",
+            "documented": {
+                "files": {"/etc/nginx/conf.d/zz-bench-documented.conf": """
+server {
+    listen 8180;
+    server_name photos.immich.test;
+
+    # allow large file uploads
+    client_max_body_size 50000M;
+
+    # disable buffering uploads to prevent OOM on reverse proxy server and make uploads twice as fast (no pause)
+    proxy_request_buffering off;
+
+    # increase body buffer to avoid limiting upload speed
+    client_body_buffer_size 1024k;
+
+    # Set headers
+    proxy_set_header Host              $host;
+    proxy_set_header X-Real-IP         $remote_addr;
+    proxy_set_header X-Forwarded-For   $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+
+    # enable websockets: http://nginx.org/en/docs/http/websocket.html
+    proxy_http_version 1.1;
+    proxy_redirect     off;
+
+    # set timeout
+    proxy_read_timeout 600s;
+    proxy_send_timeout 600s;
+    send_timeout       600s;
+
+    location / {
+        proxy_pass http://127.0.0.1:2283;
+        proxy_set_header   Upgrade    $http_upgrade;
+        proxy_set_header   Connection "upgrade";
+    }
+}
+"""},
+                "apply": "nginx -t -q && systemctl reload nginx",
+                "ports": {"documented": 8180},
+            },
+        },
         "hand_edit": ("sed -i 's/server_tokens off;/server_tokens off; add_header X-Hand-Edited yes always;/' "
                       "/etc/nginx/conf.d/immich-proxy.conf && nginx -t -q && systemctl reload nginx"),
     },
@@ -110,6 +158,25 @@ KINDS = {
         "broken_config_message": "apache rejected the configuration",
         "injection_vars": {"apache_log_level": "warn\n    ProxyPass /x http://evil.example/"},
         "type_error_vars": {"apache_http2": "maybe", "apache_backend_retry": "10s"},
+        "bench": {
+            "vars": {},
+            "version": "apache2 -v | head -1",
+            "documented": {
+                "files": {"/etc/apache2/sites-enabled/zz-bench-documented.conf": """
+Listen 8180
+<VirtualHost *:8180>
+   ServerName photos.immich.test
+   ProxyRequests Off
+   # set timeout in seconds
+   ProxyPass / http://127.0.0.1:2283/ timeout=600 upgrade=websocket
+   ProxyPassReverse / http://127.0.0.1:2283/
+   ProxyPreserveHost On
+</VirtualHost>
+"""},
+                "apply": "apache2ctl -t && systemctl reload apache2",
+                "ports": {"documented": 8180},
+            },
+        },
         "hand_edit": ("sed -i 's/ServerSignature Off/ServerSignature Off\\n    Header always set X-Hand-Edited yes/' "
                       "/etc/apache2/sites-available/immich-proxy.conf && apache2ctl -t && systemctl reload apache2"),
     },
@@ -135,6 +202,24 @@ KINDS = {
         "broken_config_message": "caddy rejected the configuration",
         "injection_vars": {"caddy_lb_policy": "first\n\t\trespond 200 pwned"},
         "type_error_vars": {"caddy_http3": "maybe", "caddy_health_interval": "5s"},
+        # the documented site in a second Caddy (plain HTTP; the example's name would get automatic HTTPS)
+        "bench": {
+            "vars": {},
+            "version": "caddy version",
+            "documented": {
+                "files": {"/opt/bench/documented.caddyfile": """
+{
+\tadmin off
+}
+http://photos.immich.test:8180 {
+\treverse_proxy http://127.0.0.1:2283
+}
+"""},
+                "apply": ("systemd-run --unit=bench-documented --setenv=HOME=/root "
+                          "caddy run --config /opt/bench/documented.caddyfile --adapter caddyfile"),
+                "ports": {"documented": 8180},
+            },
+        },
         "hand_edit": ("sed -i 's/^\\t\\theader -Server$/\\t\\theader -Server\\n\\t\\theader X-Hand-Edited yes/' "
                       "/etc/caddy/Caddyfile && systemctl reload caddy"),
     },
@@ -171,6 +256,44 @@ KINDS = {
         "broken_config_message": "traefik rejected the configuration",
         "injection_vars": {"traefik_lb_strategy": "wrr\"\n    evil: {\"url\": \"http://evil.example\"}"},
         "type_error_vars": {"traefik_api_port": "maybe", "traefik_health_interval": "5s"},
+        # the documented entrypoint (a file-provider router in place of the compose labels) in a second Traefik,
+        # beside one with Traefik's own defaults: the 60 s readTimeout the documented config raises
+        "bench": {
+            "vars": {"traefik_install": "binary", "traefik_binary_src": "{root}/.venv/bin/traefik"},
+            "version": "traefik version | head -1",
+            "documented": {
+                "files": {"/opt/bench/documented-traefik.yml": """
+entryPoints:
+  documented:
+    address: :8180
+    # this section needs to be added
+    transport:
+      respondingTimeouts:
+        readTimeout: 600s
+        idleTimeout: 600s
+  defaults:
+    address: :8181
+providers:
+  file:
+    filename: /opt/bench/documented-dynamic.yml
+""", "/opt/bench/documented-dynamic.yml": """
+http:
+  routers:
+    immich:
+      entryPoints: [documented, defaults]
+      rule: Host(`photos.immich.test`)
+      service: immich
+  services:
+    immich:
+      loadBalancer:
+        servers:
+          - url: http://127.0.0.1:2283
+"""},
+                "apply": "systemd-run --unit=bench-documented traefik --configFile=/opt/bench/documented-traefik.yml",
+                "ports": {"documented": 8180, "defaults": 8181},
+                "slow": ["defaults"],
+            },
+        },
         # Traefik applies the dynamic file as it is written: a hand edit is live at once
         "hand_edit": ("sed -i 's/\"X-Powered-By\": \"\"/\"X-Powered-By\": \"\", \"X-Hand-Edited\": \"yes\"/' "
                       "/etc/traefik/dynamic/immich-proxy.yml && sleep 3"),
@@ -206,6 +329,8 @@ KINDS = {
         "injection_vars": {"cloudflared_extra_ingress": ["grafana.immich.test http://127.0.0.1:3000\n  - service: "
                                                          "http://evil.example"]},
         "type_error_vars": {"cloudflared_metrics_port": "maybe", "cloudflared_connect_timeout": "30s"},
+        # no HTTP on the host: not benchmarked (bench/bench.py takes the kinds that listen)
+        "bench": None,
         "hand_edit": None,
     },
 }

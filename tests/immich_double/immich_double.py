@@ -169,6 +169,9 @@ class MultipartStream:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without TCP_NODELAY the body waits for the client's delayed
+    # ACK (40 ms a response on Linux); Node, which Immich runs on, sets it too
+    disable_nagle_algorithm = True
     server_version = "ImmichDouble/1"
     state: State
 
@@ -437,6 +440,9 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a proxy opening upstream connections under load would have SYNs
+    # dropped and retried a second later; Node's (Immich's) is 511
+    request_queue_size = 511
 
     def server_bind(self):
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

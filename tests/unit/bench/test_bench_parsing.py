@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The benchmark's readings of wrk and of ansible-playbook, and its verdicts, on known output."""
+from __future__ import annotations
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "behaviour"))
+
+import report  # noqa: E402
+
+import bench  # noqa: E402
+
+WRK = """Running 10s test @ http://127.0.0.1:80/api/server/ping
+  2 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.23ms  456.00us  10.00ms   80.00%
+    Req/Sec     6.50k   500.00     7.00k    70.00%
+  Latency Distribution
+     50%  850.00us
+     75%    1.40ms
+     90%    1.80ms
+     99%    1.02s
+  129000 requests in 10.00s, 20.00MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 5
+Requests/sec:  12900.00
+Transfer/sec:      2.00MB
+"""
+
+PROFILE = """PLAY RECAP *********************************************************************
+host : ok=20   changed=0    unreachable=0    failed=0    skipped=23   rescued=0    ignored=0
+
+Friday 04 December 2026  23:59:01 +0000 (0:00:00.412)       0:00:05.611 *******
+===============================================================================
+homelab.immich_proxy.contract : Validate the Immich proxy settings ------ 0.81s
+Gathering Facts --------------------------------------------------------- 1.20s
+homelab.immich_proxy.nginx : Apply the configuration -------------------- 0.52s
+"""
+
+
+def test_wrk_output_is_read_with_its_units_and_every_error():
+    found = bench.parse_wrk(WRK)
+    assert found == {"rps": 12900.0, "p50_ms": 0.85, "p99_ms": 1020.0, "requests": 129000, "non_2xx": 5,
+                     "connect": 0, "read": 2, "write": 0, "timeout": 1, "socket_errors": 3}
+
+
+def test_a_clean_wrk_run_has_no_errors():
+    clean = "\n".join(line for line in WRK.splitlines() if "errors" not in line and "Non-2xx" not in line)
+    found = bench.parse_wrk(clean)
+    assert (found["non_2xx"], found["socket_errors"]) == (0, 0)
+
+
+def test_profile_tasks_lines_slowest_first():
+    assert bench.profile_lines(PROFILE) == [
+        ("Gathering Facts", 1.2),
+        ("homelab.immich_proxy.contract : Validate the Immich proxy settings", 0.81),
+        ("homelab.immich_proxy.nginx : Apply the configuration", 0.52)]
+
+
+def _upload(seconds, ok=True, written=0, cpu=1.0):
+    return {"bytes": 1024 ** 3, "seconds": seconds, "ok": ok, "status": 200 if ok else 499, "error": None,
+            "written_bytes": written, "cpu_seconds": cpu, "rss_before": 0, "rss_peak": 10 * 1024 ** 2}
+
+
+def _results(collection_seconds=10.0, documented_ok=True, written=0, dropped=0, announced=False, noop=2.0,
+             failed=0):
+    uploads = {}
+    for speed in ("1 Gbit/s", "2.5 Gbit/s", "unpaced"):
+        uploads[speed + "|direct"] = _upload(10.0)
+        uploads[speed + "|collection"] = _upload(collection_seconds, written=written)
+        uploads[speed + "|documented"] = _upload(12.0, ok=documented_ok)
+    wrk = {"rps": 1000.0, "p50_ms": 1.0, "p99_ms": 2.0, "requests": 10000, "non_2xx": 0, "socket_errors": 0}
+    return {"size": 1024 ** 3, "slow_seconds": 75, "speeds": ["1 Gbit/s", "2.5 Gbit/s", "unpaced"], "fleet": None,
+            "kinds": {"nginx": {"uploads": uploads, "slow": {},
+                                "wrk": {"direct": wrk, "collection": wrk},
+                                "reload": {"requests": 10000, "failed": failed, "keepalive_closed": 3,
+                                           "role_s": 5.0, "changed": 1, "websockets": 4,
+                                           "websockets_dropped": dropped, "drop_announced": announced},
+                                "ansible": {"first_s": 10.0, "noop_s": noop, "noop_changed": 0}}}}
+
+
+def _missed(results):
+    return [what for _kind, what, _measured, _target, met in report.verdicts(results) if not met]
+
+
+def test_every_target_met():
+    assert _missed(_results()) == []
+
+
+def test_each_missed_target_is_named():
+    assert _missed(_results(collection_seconds=10.5)) == ["upload at 1 Gbit/s against direct"]
+    assert _missed(_results(written=20 * 1024 ** 2)) == ["bytes the proxy wrote to disk during an upload"]
+    assert _missed(_results(dropped=1)) == ["websockets dropped by the reload"]
+    assert _missed(_results(failed=1)) == ["requests failed while the role applied a change under load"]
+    refused = _results()
+    refused["kinds"]["nginx"]["reload"]["role_error"] = "immich_proxy_http_port 80 is already in use"
+    assert _missed(refused) == ["the role's run applying a change under load"]
+    assert _missed(_results(noop=3.0)) == ["no-op re-run of site.yml against the first converge"]
+
+
+def test_a_drop_the_role_announced_is_not_a_miss_and_a_failed_documented_upload_is_beaten():
+    assert _missed(_results(dropped=4, announced=True, documented_ok=False)) == []
