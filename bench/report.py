@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import matplotlib
 
@@ -271,7 +272,8 @@ def render(results, out):
     for kind, found in results["kinds"].items():
         lines.append("- %s: %s" % (kind, "; ".join("%s %.2f s" % (task, seconds)
                                                     for task, seconds in found["ansible"]["noop_profile"])))
-    versions = ", ".join("%s %s" % (kind, found["version"]) for kind, found in results["kinds"].items())
+    versions = ", ".join("%s %s" % (kind, (re.search(r"\d+\.\d+[.\d]*", found["version"]) or [found["version"]])[0])
+                         for kind, found in results["kinds"].items())
     lines += ["", "Versions: %s. Charts: %s." % (versions, ", ".join("docs/benchmarks/" + name for name in made)), ""]
     with open(out, "w") as handle:
         handle.write("\n".join(lines))
