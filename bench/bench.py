@@ -260,7 +260,7 @@ def bench_kind(kind, traits, size, inventory_dir):
 def reload_under_load(name, kind, traits, inventory):
     log("%s: a config change applied while wrk runs and websockets are open" % kind)
     ip = container_address(name)
-    sockets = [open_websocket(ip) for _ in range(4)]
+    sockets = [open_websocket(ip) for _number in range(4)]
     out = {}
 
     def load(label, close):
@@ -320,7 +320,7 @@ def bench_fleet(count, inventory_dir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     http_kinds = [kind for kind, traits in KINDS.items() if traits["listens"]]
     parser.add_argument("--kinds", default=",".join(http_kinds), help="comma-separated (default: %(default)s)")
     parser.add_argument("--size", type=int, default=int(os.environ.get("BENCH_SIZE", str(4 * GiB))))
@@ -339,8 +339,8 @@ def main():
     kinds = [kind for kind in args.kinds.split(",") if kind]
     unknown = sorted(set(kinds) - set(http_kinds))
     if unknown:
-        raise SystemExit("--kinds: %s is not a kind that answers HTTP (%s)" % (", ".join(unknown),
-                                                                              ", ".join(http_kinds)))
+        raise SystemExit("--kinds: %s is not a kind that answers HTTP (%s)"
+                         % (", ".join(unknown), ", ".join(http_kinds)))
     os.makedirs(inventory_dir, exist_ok=True)
     results = {"size": args.size, "speeds": [label for label, _rate in SPEEDS], "slow_seconds": SLOW_SECONDS,
                "kinds": {}, "fleet": None, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -35,8 +35,8 @@ def _outcome(result):
     if result["ok"]:
         return "%.0f MB/s" % _mbps(result)
     what = "HTTP %s" % result["status"] if result["status"] else "no answer"
-    return "**failed** (%s after %.0f s%s)" % (what, result["seconds"],
-                                                "; " + result["error"] if result.get("error") else "")
+    error = "; " + result["error"] if result.get("error") else ""
+    return "**failed** (%s after %.0f s%s)" % (what, result["seconds"], error)
 
 
 def verdicts(results):
@@ -194,8 +194,8 @@ def render(results, out):
         " side in it, and only the ratios compare (absolute numbers on a shared machine are noise). The backend is"
         " the Immich test double (tests/immich_double, a stand-in for Immich, which cannot run here); its"
         " `/_double/sink` reads and hashes the whole body. Each proxy runs in its own Debian 12 container, deployed"
-        " by `playbooks/site.yml`, with the client inside the container on loopback." % (results["started"],
-                                                                                           results["machine"]),
+        " by `playbooks/site.yml`, with the client inside the container on loopback."
+        % (results["started"], results["machine"]),
         "",
         "## Targets",
         "",
@@ -237,8 +237,8 @@ def render(results, out):
         direct, proxied = found["wrk"]["direct"], found["wrk"]["collection"]
         for path, result in (("direct", direct), ("collection", proxied)):
             share = "" if path == "direct" else "%.2f ms" % (proxied["p50_ms"] - direct["p50_ms"])
-            lines.append("| %s | %s | %.0f | %.2f ms | %.2f ms | %s |" % (kind, path, result["rps"], result["p50_ms"],
-                                                                        result["p99_ms"], share))
+            lines.append("| %s | %s | %.0f | %.2f ms | %.2f ms | %s |"
+                         % (kind, path, result["rps"], result["p50_ms"], result["p99_ms"], share))
     lines += ["", "## A config change under load", "",
               "The role applies the kind's config change (the behaviour suite's `config_change_vars`) and a second"
               " backend while two wrk"
@@ -270,8 +270,8 @@ def render(results, out):
             fleet["hosts"], fleet["hosts"], fleet["first_s"], fleet["noop_s"], fleet["noop_s"] / fleet["first_s"]))
     lines += ["", "The slowest tasks of each no-op re-run (`ansible.posix.profile_tasks`):", ""]
     for kind, found in results["kinds"].items():
-        lines.append("- %s: %s" % (kind, "; ".join("%s %.2f s" % (task, seconds)
-                                                    for task, seconds in found["ansible"]["noop_profile"])))
+        slowest = "; ".join("%s %.2f s" % (task, seconds) for task, seconds in found["ansible"]["noop_profile"])
+        lines.append("- %s: %s" % (kind, slowest))
     versions = ", ".join("%s %s" % (kind, (re.search(r"\d+\.\d+[.\d]*", found["version"]) or [found["version"]])[0])
                          for kind, found in results["kinds"].items())
     lines += ["", "Versions: %s. Charts: %s." % (versions, ", ".join("docs/benchmarks/" + name for name in made)), ""]
