@@ -24,23 +24,23 @@ BOUNDARY = b"immichproxybenchboundary"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def pids_of(names):
+def pids_of(units):
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open("/proc/%s/comm" % entry) as handle:
-                    if handle.read().strip() in names:
+                with open("/proc/%s/cgroup" % entry) as handle:
+                    if any("/%s" % unit in line for line in handle for unit in units):
                         found.append(int(entry))
             except OSError:
                 pass
     return found
 
 
-def sample(names):
+def sample(units):
     """pid -> (write_bytes, cpu_seconds, rss_bytes)"""
     out = {}
-    for pid in pids_of(names):
+    for pid in pids_of(units):
         try:
             with open("/proc/%d/io" % pid) as handle:
                 io = dict(line.split(": ") for line in handle.read().splitlines())
@@ -56,16 +56,16 @@ def sample(names):
 
 
 class Watcher(threading.Thread):
-    def __init__(self, names):
+    def __init__(self, units):
         super().__init__(daemon=True)
-        self.names = set(names)
+        self.names = set(units)
         self.before = sample(self.names)
         self.last = dict(self.before)
         self.peak_rss = sum(entry[2] for entry in self.before.values())
         self.stop = threading.Event()
 
     def run(self):
-        while not self.stop.wait(0.1):
+        while not self.stop.wait(0.05):
             now = sample(self.names)
             self.last.update(now)
             self.peak_rss = max(self.peak_rss, sum(entry[2] for entry in now.values()))
@@ -94,15 +94,17 @@ def multipart(size):
 
 
 def body(head, size, tail, rate):
+    """The upload, paced like a link of RATE bytes/s: time lost to a stall is not made up later."""
     yield head
     sent = 0
-    started = time.monotonic()
+    due = time.monotonic()
     while sent < size:
         piece = BLOCK if size - sent >= len(BLOCK) else BLOCK[: size - sent]
         sent += len(piece)
         yield piece
         if rate:
-            ahead = sent / rate - (time.monotonic() - started)
+            due = max(due, time.monotonic()) + len(piece) / rate
+            ahead = due - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
     yield tail
@@ -113,17 +115,19 @@ def main():
     parser.add_argument("url")
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--rate", type=float, default=0, help="bytes per second, 0 for unlimited")
-    parser.add_argument("--watch", action="append", default=[], help="process name to measure")
+    parser.add_argument("--unit", action="append", required=True, help="systemd unit whose processes to measure")
     args = parser.parse_args()
     parts = urlsplit(args.url)
     head, tail = multipart(args.size)
     total = len(head) + args.size + len(tail)
-    watcher = Watcher(args.watch)
+    watcher = Watcher(args.unit)
+    if not watcher.before:
+        raise SystemExit("no process of %s runs: nothing to measure" % " or ".join(args.unit))
     watcher.start()
     result = {"bytes": total, "status": None, "received": None, "error": None}
     started = time.monotonic()
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=900)
     try:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=900)
         conn.request("POST", parts.path, body=body(head, args.size, tail, args.rate),
                      headers={"Content-Length": str(total), "Host": "photos.immich.test", "x-api-key": "bench",
                               "Content-Type": "multipart/form-data; boundary=%s" % BOUNDARY.decode()})
@@ -132,13 +136,13 @@ def main():
         result["status"] = response.status
         if response.status == 200:
             result["received"] = json.loads(answer).get("bytes")
-    except (OSError, http.client.HTTPException) as exc:
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         result["error"] = "%s: %s" % (type(exc).__name__, exc)
-        try:  # a proxy that refused the body may have answered before it closed
-            response = conn.getresponse()
-            result["status"] = response.status
-        except (OSError, http.client.HTTPException):
-            pass
+        if conn.sock is not None and result["status"] is None:
+            try:  # a proxy that refused the body may have answered before it closed
+                result["status"] = conn.getresponse().status
+            except (OSError, http.client.HTTPException):
+                pass
     result["seconds"] = time.monotonic() - started
     result.update(watcher.result())
     print(json.dumps(result))

@@ -87,7 +87,8 @@ KINDS = {
         # for bench/bench.py: role variables of its host, a shell command that prints the version, and Immich's
         # documented example config of this proxy (docs/administration/reverse-proxy, 2026-06) as close to verbatim
         # as a bench on loopback allows (plain HTTP on the ports given, backend 127.0.0.1:2283): files, the command
-        # that starts it, its paths (name: port) and those to try with a slow upload too
+        # that starts it, the systemd unit whose processes serve it (default: the service), its paths (name: port)
+        # and those to try with a slow upload too
         "bench": {
             "vars": {"nginx_ipv6": False},
             "version": "nginx -v 2>&1",
@@ -217,6 +218,7 @@ http://photos.immich.test:8180 {
 """},
                 "apply": ("systemd-run --unit=bench-documented --setenv=HOME=/root "
                           "caddy run --config /opt/bench/documented.caddyfile --adapter caddyfile"),
+                "unit": "bench-documented.service",
                 "ports": {"documented": 8180},
             },
         },
@@ -290,6 +292,7 @@ http:
           - url: http://127.0.0.1:2283
 """},
                 "apply": "systemd-run --unit=bench-documented traefik --configFile=/opt/bench/documented-traefik.yml",
+                "unit": "bench-documented.service",
                 "ports": {"documented": 8180, "defaults": 8181},
                 "slow": ["defaults"],
             },

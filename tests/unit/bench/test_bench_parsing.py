@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "behaviour"))
 
 import report  # noqa: E402
+import upload_client  # noqa: E402
 
 import bench  # noqa: E402
 
@@ -103,3 +104,59 @@ def test_each_missed_target_is_named():
 
 def test_a_drop_the_role_announced_is_not_a_miss_and_a_failed_documented_upload_is_beaten():
     assert _missed(_results(dropped=4, announced=True, documented_ok=False)) == []
+
+
+def test_wrk_latencies_in_minutes_and_a_missing_line_is_an_error():
+    assert bench.parse_wrk(WRK.replace("1.02s", "1.50m"))["p99_ms"] == 90000.0
+    try:
+        bench.parse_wrk(WRK.replace("Requests/sec", "Reqs"))
+    except bench.Failed as exc:
+        assert "Requests/sec" in str(exc)
+    else:
+        raise AssertionError("a wrk output without its rate was read")
+
+
+def test_the_median_round_is_kept_with_every_rounds_time():
+    rounds = [_upload(12.0), _upload(10.0), _upload(11.0)]
+    chosen = bench.median_of(rounds)
+    assert (chosen["seconds"], chosen["rounds"], chosen["ok"]) == (11.0, [12.0, 10.0, 11.0], True)
+    rounds[0] = _upload(9.0, ok=False)
+    assert bench.median_of(rounds)["ok"] is False
+
+
+def test_no_ratio_where_the_direct_upload_failed_and_beating_the_documented_config_is_strict():
+    results = _results()
+    results["kinds"]["nginx"]["uploads"]["1 Gbit/s|direct"] = _upload(30.0, ok=False)
+    assert _missed(results) == ["upload at 1 Gbit/s against direct"]
+    assert _missed(_results(collection_seconds=12.0)) == [
+        "upload at 1 Gbit/s against direct", "upload at 2.5 Gbit/s against direct",
+        "unpaced upload (median of 1) against Immich's documented config"]
+
+
+def test_the_fleet_is_held_to_both_targets_against_one_host():
+    results = _results()
+    results["fleet"] = {"hosts": 8, "first_s": 24.0, "noop_s": 5.5, "noop_changed": 0}
+    assert _missed(results) == ["no-op re-run of 8 hosts against one"]
+    results["fleet"].update(first_s=26.0, noop_s=4.0)
+    assert _missed(results) == ["first converge of 8 hosts against one"]
+
+
+def test_a_role_run_that_outlasts_the_load_proved_nothing():
+    results = _results()
+    results["kinds"]["nginx"]["reload"].update(load_s=60, role_ended_s=59.5, covered=False)
+    assert _missed(results) == ["the role's run applying a change under load"]
+
+
+def test_a_paced_client_does_not_make_up_for_a_stall(monkeypatch):
+    clock = {"now": 0.0}
+    monkeypatch.setattr(upload_client.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(upload_client.time, "sleep", lambda seconds: clock.update(now=clock["now"] + seconds))
+    rate = len(upload_client.BLOCK)  # one block a second
+    pieces = upload_client.body(b"head", 4 * rate, b"tail", rate)
+    next(pieces)  # the head
+    next(pieces)  # block 1, due at 1 s
+    clock["now"] += 5.0  # the proxy stalls the client for 5 s
+    for _piece in pieces:
+        pass
+    # blocks 2 to 4 still take a second each after the stall: 1 + 5 + 3
+    assert clock["now"] == 9.0
