@@ -116,6 +116,22 @@ def verdicts(results):
     return rows
 
 
+def _pairs(axis, labels, left, right):
+    """Two bars per label, side by side: left and right are (values, legend)."""
+    positions = range(len(labels))
+    axis.bar([p - 0.2 for p in positions], left[0], 0.4, label=left[1])
+    axis.bar([p + 0.2 for p in positions], right[0], 0.4, label=right[1])
+    axis.set_xticks(list(positions), labels)
+    return positions
+
+
+def _save(figure, directory, name, made):
+    figure.tight_layout()
+    figure.savefig(os.path.join(directory, name), dpi=90)
+    plt.close(figure)
+    made.append(name)
+
+
 def charts(results, directory):
     os.makedirs(directory, exist_ok=True)
     kinds = list(results["kinds"])
@@ -130,21 +146,15 @@ def charts(results, directory):
             labels.append(kind)
             collection.append(_ratio(uploads, speed, "collection"))
             documented.append(_ratio(uploads, speed, "documented"))
-        positions = range(len(labels))
-        axis.bar([p - 0.2 for p in positions], collection, 0.4, label="this collection")
-        axis.bar([p + 0.2 for p in positions], documented, 0.4, label="Immich's documented config")
+        _pairs(axis, labels, (collection, "this collection"), (documented, "Immich's documented config"))
         axis.axhline(1.0, color="grey", linewidth=0.8)
         if speed in RATIO_TARGETS:
             axis.axhline(RATIO_TARGETS[speed], color="red", linestyle="--", linewidth=0.8, label="target")
-        axis.set_xticks(list(positions), labels)
         axis.set_title("%s client" % speed)
     axes[0].set_ylabel("throughput / direct (0: failed)")
     axes[-1].legend(loc="lower right", fontsize=8)
     figure.suptitle("%d MiB multipart upload, through the proxy against direct" % (results["size"] // MiB))
-    figure.tight_layout()
-    figure.savefig(os.path.join(directory, "uploads.png"), dpi=90)
-    plt.close(figure)
-    made.append("uploads.png")
+    _save(figure, directory, "uploads.png", made)
 
     figure, (cpu_axis, latency_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     per_gib = [results["kinds"][kind]["uploads"]["unpaced|collection"]["cpu_seconds"]
@@ -152,23 +162,18 @@ def charts(results, directory):
     cpu_axis.bar(kinds, per_gib)
     cpu_axis.set_ylabel("CPU seconds per GiB")
     cpu_axis.set_title("the proxy's CPU, unpaced upload")
-    positions = range(len(kinds))
     direct = [results["kinds"][kind]["wrk"]["direct"] for kind in kinds]
     proxied = [results["kinds"][kind]["wrk"]["collection"] for kind in kinds]
-    latency_axis.bar([p - 0.2 for p in positions], [d["p50_ms"] for d in direct], 0.4, label="direct p50")
-    latency_axis.bar([p + 0.2 for p in positions], [d["p50_ms"] for d in proxied], 0.4, label="through the proxy p50")
+    positions = _pairs(latency_axis, kinds, ([d["p50_ms"] for d in direct], "direct p50"),
+                       ([d["p50_ms"] for d in proxied], "through the proxy p50"))
     latency_axis.scatter([p - 0.2 for p in positions], [d["p99_ms"] for d in direct], marker="_", s=200,
                          color="black", label="p99")
     latency_axis.scatter([p + 0.2 for p in positions], [d["p99_ms"] for d in proxied], marker="_", s=200,
                          color="black")
-    latency_axis.set_xticks(list(positions), kinds)
     latency_axis.set_ylabel("ms")
     latency_axis.set_title("GET /api/server/ping with wrk")
     latency_axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(os.path.join(directory, "cpu-latency.png"), dpi=90)
-    plt.close(figure)
-    made.append("cpu-latency.png")
+    _save(figure, directory, "cpu-latency.png", made)
 
     figure, axis = plt.subplots(figsize=(6, 3.4))
     first = [results["kinds"][kind]["ansible"]["first_s"] for kind in kinds]
@@ -178,17 +183,11 @@ def charts(results, directory):
         labels.append("nginx x%d" % results["fleet"]["hosts"])
         first.append(results["fleet"]["first_s"])
         noop.append(results["fleet"]["noop_s"])
-    positions = range(len(labels))
-    axis.bar([p - 0.2 for p in positions], first, 0.4, label="first converge")
-    axis.bar([p + 0.2 for p in positions], noop, 0.4, label="no-op re-run")
-    axis.set_xticks(list(positions), labels)
+    _pairs(axis, labels, (first, "first converge"), (noop, "no-op re-run"))
     axis.set_ylabel("seconds")
     axis.set_title("playbooks/site.yml")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(os.path.join(directory, "ansible.png"), dpi=90)
-    plt.close(figure)
-    made.append("ansible.png")
+    _save(figure, directory, "ansible.png", made)
     return made
 
 
