@@ -14,6 +14,7 @@ import os
 import socket
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import (
@@ -29,9 +30,12 @@ UNLIMITED_PROBE_BYTES = 100 * 1024 ** 3
 # After 100 Continue, how long to look for a final answer that does not wait for
 # the body: nginx with proxy_request_buffering off says 100 before it connects to
 # Immich, so a dead Immich shows as 100 then 502, and Immich itself answers 401
-# at once to an upload without a login. Such answers come in milliseconds; half a
-# second leaves room for a busy host, and every run of the role waits it once.
+# at once to an upload without a login. Such answers come within a few round trips
+# of the 100: the probe waits ten times as long as the 100 took, at least
+# CONTINUE_GRACE_MIN (room for a busy host) and at most CONTINUE_GRACE. Every run
+# of the role waits it once (beside the other checks).
 CONTINUE_GRACE = 0.5
+CONTINUE_GRACE_MIN = 0.15
 # The role variable that feeds the module's ca_path, named in TLS advice.
 CA_PATH_VARIABLE = "immich_proxy_check_ca_path"
 
@@ -271,15 +275,16 @@ def check_body_size(target, max_body_size):
         return Check("body_size", False, "could not connect to probe the body size limit: %s" % exc)
     try:
         sock.settimeout(target.timeout)
+        sent = time.monotonic()
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        return _body_size_verdict(sock, target, size, announced)
+        return _body_size_verdict(sock, target, size, announced, sent)
     except (OSError, ssl.SSLError) as exc:
         return Check("body_size", False, "%s: the probe failed: %s" % (announced, exc))
     finally:
         sock.close()
 
 
-def _body_size_verdict(sock, target, size, announced):
+def _body_size_verdict(sock, target, size, announced, sent=None):
     try:
         status, headers, rest = _read_interim_or_final(sock)
     except socket.timeout:
@@ -292,7 +297,8 @@ def _body_size_verdict(sock, target, size, announced):
                      "100-continue (%s)" % (announced, exc))
     continued = status == 100
     if continued:
-        sock.settimeout(min(CONTINUE_GRACE, target.timeout))
+        took = time.monotonic() - sent if sent is not None else CONTINUE_GRACE
+        sock.settimeout(min(CONTINUE_GRACE, max(CONTINUE_GRACE_MIN, 10 * took), target.timeout))
         try:
             status, headers, rest = _read_interim_or_final(sock, rest)
             # Immich's own 100, relayed after the proxy's (Caddy 2.7+ passes 1xx answers on)
@@ -424,4 +430,7 @@ def run_checks(target, max_body_size):
         # its error four times and bury the one thing to fix.
         skipped = "not run because the tls check failed: this check needs the connection it could not make"
         return [tls] + [Check(name, False, skipped, skipped=True) for name, _check in others]
-    return [tls] + [check(target) for _name, check in others]
+    # each on its own connection, side by side: the body size probe waits CONTINUE_GRACE for a late refusal,
+    # and the others need not wait behind it
+    with ThreadPoolExecutor(max_workers=len(others)) as pool:
+        return [tls] + list(pool.map(lambda named: named[1](target), others))

@@ -82,6 +82,10 @@ class Proxy:
     # Directories besides PATH where the proxy's binary may be (a role that
     # installs it outside the distribution's packages puts it there).
     bin_dirs = ()
+    # Debian packages that may provide the proxy, whose installed versions the
+    # settings module looks up with the shared ones (SHARED_PACKAGES) so that the
+    # roles' package step asks dpkg nothing more on a re-run
+    packages = ()
     # whether the proxy answers HTTP on the host itself (a tunnel connects out instead)
     listens = True
     # role variables whose values are secrets: given to the settings module as
@@ -300,6 +304,7 @@ class Nginx(WorkersUnderMaster):
 
     name = "nginx"
     service = "nginx"
+    packages = ("nginx",)
     binary = "nginx"
     strategy = "reload"
     acme = "certbot"
@@ -331,6 +336,7 @@ class Apache(WorkersUnderMaster):
 
     name = "apache"
     service = "apache2"
+    packages = ("apache2",)
     binary = "apache2ctl"
     strategy = "reload"
     acme = "certbot"
@@ -406,6 +412,7 @@ class Caddy(Proxy):
 
     name = "caddy"
     service = "caddy"
+    packages = ("caddy",)
     binary = "caddy"
     strategy = "reload"
     acme = "builtin"
@@ -833,6 +840,7 @@ class Cloudflared(Proxy):
     name = "cloudflared"
     service = "cloudflared"
     binary = "cloudflared"
+    packages = ("cloudflared",)
     strategy = "restart"
     acme = "none"
     deploy_hook = None
@@ -1186,6 +1194,51 @@ def file_problems(settings):
         if marker.encode() not in head:
             problems.append("%s %s is not %s (nothing was changed)" % (variable, path, what))
     return problems
+
+
+# What every role may install besides the proxy's own package (contract/tasks/packages.yml:
+# python3-apt for apt in check mode, passwd for a system user, what the TLS mode and an
+# https backend need), looked up with the adapter's packages.
+SHARED_PACKAGES = ("python3-apt", "passwd", "openssl", "certbot", "ca-certificates")
+# Ansible's os_family for the distributions the roles support (ID or ID_LIKE in os-release)
+_OS_FAMILIES = {"debian": "Debian"}
+
+
+def host_facts(adapter, module, os_release="/etc/os-release"):
+    """What the roles need to know of the host, so that they gather no facts.
+
+    os_family and architecture as Ansible's facts name them; pretty_name, the
+    distribution for messages; packages: each of the adapter's and the shared
+    packages -> its installed version, or None (dpkg's database, one query;
+    empty where there is no dpkg).
+    """
+    release = {}
+    try:
+        with open(os_release) as handle:
+            for line in handle:
+                key, sep, value = line.strip().partition("=")
+                if sep:
+                    release[key] = value.strip().strip("\"'")
+    except OSError:
+        pass
+    ids = [release.get("ID", "")] + release.get("ID_LIKE", "").split()
+    family = next((_OS_FAMILIES[name] for name in ids if name in _OS_FAMILIES), None)
+    machine = os.uname().machine
+    if re.fullmatch(r"i[3-6]86", machine):
+        machine = "i386"
+    names = list(dict.fromkeys(tuple(adapter.packages) + SHARED_PACKAGES))
+    packages = {}
+    dpkg_query = module.get_bin_path("dpkg-query")
+    if dpkg_query:
+        packages = dict.fromkeys(names)
+        _rc, out, _err = module.run_command([dpkg_query, "-W", "-f=${Package} ${Status} ${Version}\n"] + names)
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) == 5 and fields[1:4] == ["install", "ok", "installed"] and fields[0] in packages:
+                packages[fields[0]] = fields[4]
+    return {"os_family": family or (release.get("ID") or "unknown").capitalize(), "supported": family is not None,
+            "pretty_name": release.get("PRETTY_NAME") or release.get("ID") or "an unknown system",
+            "architecture": machine, "packages": packages}
 
 
 def proxy_class(kind):

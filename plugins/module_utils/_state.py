@@ -19,6 +19,31 @@ import tempfile
 DEFAULT_STATE_DIR = "/var/lib/immich-proxy"
 
 
+def load_plan(proxy, state, watch=()):
+    """How the service takes the config on disk now: (action, digest, recorded, running).
+
+    action is "started" when the service is stopped, "none" when it runs exactly
+    what is on disk (same digest, no change pending, same main PID), else the
+    proxy's own way of taking a config ("reloaded" or "restarted").
+    reload_service acts on it; apply_config reports it, so the roles know before
+    their handlers run what taking the config will do.
+    """
+    digest = proxy.config_digest(watch)
+    recorded = state.read()
+    running = proxy.is_running()
+    pid = proxy.main_pid() if running else 0
+    if not running:
+        action = "started"
+    elif not recorded.get("pending") and recorded.get("digest") == digest and (
+            recorded.get("pid") == pid or proxy.strategy == "restart"):
+        # a proxy that only restarts reads the files on disk whenever it starts (after a reboot, or systemd's
+        # Restart=on-failure): a new PID alone is no reason to drop its connections again
+        action = "none"
+    else:
+        action = proxy.pending_action()
+    return action, digest, recorded, running
+
+
 def deployed_kinds(state_dir=DEFAULT_STATE_DIR):
     """The proxy kinds this collection deployed on this host: those with a record in the state directory."""
     try:

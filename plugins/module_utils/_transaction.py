@@ -112,6 +112,48 @@ class FileChange:
         }
 
 
+class DirectoryChange(FileChange):
+    """One directory that must exist with this mode and owner (created or set before the files, never removed)."""
+
+    def __init__(self, path, mode="0755", owner="root", group="root", check_mode=False):
+        if not os.path.isabs(path):
+            raise ApplyError("'%s' is not an absolute path" % path)
+        super().__init__(path, content=b"", mode=mode, owner=owner, group=group, check_mode=check_mode)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            raise ApplyError("%s exists and is not a directory" % path)
+        self.exists = True
+        self.before_meta = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+
+    @property
+    def changed(self):
+        return not self.exists or self.before_meta != self.meta
+
+    def _describe(self, meta):
+        mode, uid, gid = meta
+        try:
+            owner = pwd.getpwuid(uid).pw_name
+            group = grp.getgrgid(gid).gr_name
+        except KeyError:
+            owner, group = uid, gid
+        return "directory, mode %04o, owner %s:%s\n" % (mode, owner, group)
+
+    def diff(self):
+        return {"before_header": self.path if self.exists else "%s (absent)" % self.path, "after_header": self.path,
+                "before": self._describe(self.before_meta) if self.exists else "",
+                "after": "directory, mode %04o, owner %s:%s\n" % (self.meta[0], self.owner, self.group)}
+
+    def apply(self):
+        mode, uid, gid = self.meta
+        if not self.exists:
+            os.mkdir(self.path, mode)
+        os.chown(self.path, uid, gid)
+        os.chmod(self.path, mode)
+
+
 class Transaction:
     """Stage, swap, test, and roll back on failure."""
 

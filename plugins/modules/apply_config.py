@@ -91,6 +91,33 @@ options:
         description: Group name.
         type: str
         default: root
+  directories:
+    description:
+      - Directories to create (or whose mode and owner to set) before the files are written, in the order given
+        (a parent before its children), such as a proxy's working directory for the files it needs besides its
+        config (a plugin, a unit) that a role applies with O(validate=false).
+      - They are not removed again when the files are rolled back; an empty directory changes nothing.
+    type: list
+    elements: dict
+    default: []
+    version_added: 0.7.0
+    suboptions:
+      path:
+        description: Absolute path of the directory.
+        type: path
+        required: true
+      mode:
+        description: Permissions as an octal string.
+        type: str
+        default: '0755'
+      owner:
+        description: Owner name.
+        type: str
+        default: root
+      group:
+        description: Group name.
+        type: str
+        default: root
   links:
     description:
       - Symbolic links to create in the same transaction, such as Debian's C(sites-enabled) and C(mods-enabled)
@@ -127,6 +154,15 @@ options:
     description: Test the whole config tree with the proxy's checker before keeping it.
     type: bool
     default: true
+  watch:
+    description:
+      - Files outside the proxy's config whose content must be live too, such as certificates and keys, as given
+        to M(homelab.immich_proxy.reload_service).
+      - When given (an empty list too), the result says in RV(load) how the service will take the config on disk,
+        as M(homelab.immich_proxy.reload_service) would in check mode, so a role needs no call of its own to ask.
+    type: list
+    elements: path
+    version_added: 0.7.0
   state_dir:
     description: Where M(homelab.immich_proxy.reload_service) remembers what the service loaded.
     type: path
@@ -160,11 +196,21 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed_files:
-  description: The files written or removed (or that would be, in check mode).
+  description: The directories created or set and the files written or removed (or that would be, in check mode).
   returned: always
   type: list
   elements: str
   sample: ["/etc/nginx/conf.d/immich-proxy.conf"]
+load:
+  description:
+    - How the service will take the config on disk (in check mode, the config it would be given).
+    - C(action) is C(started) (stopped, or not installed yet), C(none) (it runs exactly that config already),
+      C(reloaded) or C(restarted) (which drops open connections); C(drops) is what a reload of the installed
+      version still drops (Caddy before 2.7 closes open websockets) as a sentence, or null.
+  returned: when O(watch) is given
+  type: dict
+  sample: {"action": "reloaded", "drops": null}
+  version_added: 0.7.0
 validation:
   description: What the proxy's checker said about the accepted config.
   returned: when the config changed and was tested
@@ -175,9 +221,14 @@ validation:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import ProxyError, get_proxy
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import DEFAULT_STATE_DIR, LoadedState
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import (
+    DEFAULT_STATE_DIR,
+    LoadedState,
+    load_plan,
+)
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._transaction import (
     ApplyError,
+    DirectoryChange,
     FileChange,
     Transaction,
 )
@@ -186,6 +237,12 @@ from ansible_collections.homelab.immich_proxy.plugins.module_utils._transaction 
 def run(module):
     proxy = get_proxy(module.params["kind"], module)
     check = module.check_mode
+    directories = [DirectoryChange(d["path"], d["mode"], d["owner"], d["group"], check_mode=check)
+                   for d in module.params["directories"]]
+    made = [d for d in directories if d.changed]
+    if not check:
+        for directory in made:
+            directory.apply()
     changes = [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"], check_mode=check)
                for f in module.params["files"]]
     changes += [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"], secret=True, check_mode=check)
@@ -196,12 +253,12 @@ def run(module):
     transaction = Transaction(changes)
     pending = transaction.pending
     result = {
-        "changed": bool(pending),
-        "changed_files": [c.path for c in pending],
-        "diff": [c.diff() for c in pending],
+        "changed": bool(pending or made),
+        "changed_files": [d.path for d in made] + [c.path for c in pending],
+        "diff": [d.diff() for d in made] + [c.diff() for c in pending],
     }
     if not pending or module.check_mode:
-        return result
+        return _with_load(module, proxy, result, would_change=bool(pending))
     validate = module.params["validate"]
     if validate:
         try:
@@ -222,6 +279,21 @@ def run(module):
     except ApplyError:
         state.restore(recorded)
         raise
+    return _with_load(module, proxy, result)
+
+
+def _with_load(module, proxy, result, would_change=False):
+    """The result, with how the service will take the config on disk when the caller watches files."""
+    if module.params["watch"] is None:
+        return result
+    if not proxy.installed():
+        action = "started"
+    elif would_change:
+        # check mode: the files on disk are still the old ones
+        action = "started" if not proxy.is_running() else proxy.pending_action()
+    else:
+        action = load_plan(proxy, LoadedState(module.params["state_dir"], proxy.name), module.params["watch"])[0]
+    result["load"] = {"action": action, "drops": proxy.reload_drops() if action == "reloaded" else None}
     return result
 
 
@@ -243,12 +315,16 @@ def main():
             # Only each file's content is secret; its path, mode and owner stay readable in the output.
             secret_files=dict(type="list", elements="dict", default=[], no_log=False,
                               options=_file_options("0600", secret=True)),
+            directories=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="path", required=True), mode=dict(type="str", default="0755"),
+                owner=dict(type="str", default="root"), group=dict(type="str", default="root"))),
             links=dict(type="list", elements="dict", default=[],
                        options=dict(path=dict(type="path", required=True), src=dict(type="str", required=True))),
             absent=dict(type="list", elements="path", default=[]),
             # paths only: the files' content is what is secret (see FileChange)
             secret_absent=dict(type="list", elements="path", default=[], no_log=False),
             validate=dict(type="bool", default=True),
+            watch=dict(type="list", elements="path"),
             state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
         ),
         supports_check_mode=True,

@@ -111,7 +111,11 @@ from functools import partial
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import ProxyError, get_proxy
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import DEFAULT_STATE_DIR, LoadedState
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import (
+    DEFAULT_STATE_DIR,
+    LoadedState,
+    load_plan,
+)
 
 
 def handover(module, proxy, state, digest):
@@ -186,19 +190,7 @@ def run(module):
                     "msg": "%s is not installed yet; it would be started" % proxy.name}
         raise ProxyError("%s is not installed" % proxy.name)
 
-    digest = proxy.config_digest(module.params["watch"])
-    recorded = state.read()
-    running = proxy.is_running()
-    pid = proxy.main_pid() if running else 0
-    if not running:
-        action = "started"
-    elif not recorded.get("pending") and recorded.get("digest") == digest and (
-            recorded.get("pid") == pid or proxy.strategy == "restart"):
-        # a proxy that only restarts reads the files on disk whenever it starts (after a reboot, or systemd's
-        # Restart=on-failure): a new PID alone is no reason to drop its connections again
-        action = "none"
-    else:
-        action = proxy.pending_action()
+    action, digest, recorded, running = load_plan(proxy, state, module.params["watch"])
     if module.params["handover_from"]:
         taken = handover(module, proxy, state, digest)
         if taken is not None:

@@ -579,6 +579,36 @@ settings:
               the role variable with the port (C(port_variable)) and its C(default_port); null otherwise.
           type: dict
           sample: null
+    host:
+      description:
+        - What the roles need to know of the host, so that they need no gathered facts and no package query of
+          their own on a re-run.
+      type: dict
+      version_added: 0.7.0
+      contains:
+        os_family:
+          description: The OS family as Ansible's fact C(os_family) names it (C(Debian) for Debian, Ubuntu,
+            Raspberry Pi OS and their other derivatives).
+          type: str
+          sample: Debian
+        supported:
+          description: Whether the roles support the host's OS family; a deploy (with O(role_variables)) fails if not.
+          type: bool
+          sample: true
+        pretty_name:
+          description: The distribution as its C(/etc/os-release) names it.
+          type: str
+          sample: Debian GNU/Linux 12 (bookworm)
+        architecture:
+          description: The machine architecture as Ansible's fact C(architecture) names it.
+          type: str
+          sample: x86_64
+        packages:
+          description:
+            - The installed version of each package the roles may install for this proxy (its own, and python3-apt,
+              passwd, openssl, certbot and ca-certificates), null for one that is not installed; empty without dpkg.
+          type: dict
+          sample: {"nginx": "1.22.1-9+deb12u3", "python3-apt": "2.6.0", "certbot": null}
 """
 
 import copy
@@ -589,6 +619,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import (
     ProxyError,
     file_problems,
+    host_facts,
     port_plan,
     proxy_class,
 )
@@ -638,6 +669,10 @@ def main():
         module.fail_json(msg="Invalid Immich proxy settings: " + "; ".join(exc.problems), problems=exc.problems)
     problems = adapter.settings_problems(settings) if role_values is not None else []
     handover = []
+    host = host_facts(adapter, module)
+    if role_values is not None and not host["supported"]:
+        problems.append("this host runs %s: the %s role supports Debian and its derivatives (Ubuntu, Raspberry Pi OS)"
+                        % (host["pretty_name"], adapter.name))
     if role_values is not None:
         # before a deploy (the role's variables given), on the host itself: its ports must be free for the proxy,
         # the files the settings name must be there (in check mode a warning: an earlier task of the same play
@@ -662,6 +697,7 @@ def main():
     for warning in warnings:
         module.warn(warning)
     settings["proxy"] = adapter.describe()
+    settings["host"] = host
     module.exit_json(changed=False, settings=settings, handover=handover)
 
 

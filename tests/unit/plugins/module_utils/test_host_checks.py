@@ -10,6 +10,7 @@ import pytest
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import (
     PROXIES,
     file_problems,
+    host_facts,
     listeners,
     port_plan,
 )
@@ -209,3 +210,46 @@ def test_a_rollback_gives_the_key_back_to_a_proxy_that_reads_it_as_its_own_user(
     for path in (root, root / "tls", key.parent):
         assert oct(path.stat().st_mode & 0o777) == "0o750", path
     assert oct(outside.stat().st_mode & 0o777) == "0o600", "a key outside the managed directory was touched"
+
+
+class FakeModule:
+    """get_bin_path and run_command as a host with (or without) dpkg would answer them."""
+
+    def __init__(self, dpkg_out=None):
+        self.dpkg_out = dpkg_out
+        self.calls = []
+
+    def get_bin_path(self, name):
+        return "/usr/bin/" + name if self.dpkg_out is not None else None
+
+    def run_command(self, argv):
+        self.calls.append(argv)
+        return 1, self.dpkg_out, "dpkg-query: no packages found matching certbot\n"
+
+
+@pytest.mark.parametrize("release, family, supported", [
+    ('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n', "Debian", True),
+    ('PRETTY_NAME="Ubuntu 24.04 LTS"\nID=ubuntu\nID_LIKE=debian\n', "Debian", True),
+    ('PRETTY_NAME="Raspbian GNU/Linux 12"\nID=raspbian\nID_LIKE=debian\n', "Debian", True),
+    ('PRETTY_NAME="Fedora Linux 41"\nID=fedora\n', "Fedora", False),
+    ("", "Unknown", False),
+], ids=["debian", "ubuntu", "raspbian", "fedora", "no-os-release"])
+def test_host_facts_name_the_os_family_as_ansible_does(tmp_path, release, family, supported):
+    (tmp_path / "os-release").write_text(release)
+    facts = host_facts(PROXIES["nginx"], FakeModule(""), os_release=str(tmp_path / "os-release"))
+    assert (facts["os_family"], facts["supported"]) == (family, supported)
+    assert facts["architecture"] == os.uname().machine
+
+
+def test_host_facts_read_the_installed_versions_in_one_dpkg_query(tmp_path):
+    dpkg = FakeModule("nginx install ok installed 1.22.1-9+deb12u3\npasswd install ok installed 1:4.13+dfsg1-1\n"
+                      "certbot deinstall ok config-files 2.1.0-4\n")
+    facts = host_facts(PROXIES["nginx"], dpkg, os_release=str(tmp_path / "missing"))
+    assert facts["packages"] == {"nginx": "1.22.1-9+deb12u3", "passwd": "1:4.13+dfsg1-1", "python3-apt": None,
+                                 "openssl": None, "certbot": None, "ca-certificates": None}
+    assert len(dpkg.calls) == 1 and dpkg.calls[0][:2] == ["/usr/bin/dpkg-query", "-W"]
+
+
+def test_host_facts_without_dpkg_look_up_nothing(tmp_path):
+    facts = host_facts(PROXIES["traefik"], FakeModule(None), os_release=str(tmp_path / "missing"))
+    assert facts["packages"] == {}

@@ -161,3 +161,36 @@ def test_links_are_made_with_the_files_and_undone_with_them_when_apache_refuses(
     assert os.readlink(link["path"]) == "../available/immich.conf"
     result, failed = run_module(apply_config, dict(args(tmp_path), kind="apache", links=[link]))
     assert not failed and not result["changed"], "a link that already points there is no change"
+
+
+def _with_directories(tmp_path, mode="0750"):
+    work = tmp_path / "work"
+    return dict(kind="nginx", validate=False, state_dir=str(tmp_path / "state"),
+                directories=[{"path": str(work), "mode": mode, "owner": ME, "group": MY_GROUP},
+                             {"path": str(work / "plugin"), "owner": ME, "group": MY_GROUP}],
+                files=[{"path": str(work / "plugin" / "go.mod"), "content": "module x\n", "owner": ME,
+                        "group": MY_GROUP}])
+
+
+def test_directories_are_made_before_the_files_that_go_in_them_and_then_left_alone(tmp_path, nginx, run_module):
+    result, failed = run_module(apply_config, _with_directories(tmp_path), check_mode=True, diff=True)
+    assert not failed and result["changed"] and not (tmp_path / "work").exists()
+    assert result["diff"][0]["after"] == "directory, mode 0750, owner %s:%s\n" % (ME, MY_GROUP)
+    result, failed = run_module(apply_config, _with_directories(tmp_path))
+    assert not failed and result["changed_files"] == [str(tmp_path / "work"), str(tmp_path / "work" / "plugin"),
+                                                      str(tmp_path / "work" / "plugin" / "go.mod")]
+    assert oct((tmp_path / "work").stat().st_mode & 0o7777) == "0o750"
+    assert (tmp_path / "work" / "plugin" / "go.mod").read_text() == "module x\n"
+    result, failed = run_module(apply_config, _with_directories(tmp_path))
+    assert not failed and not result["changed"], result
+    # a mode changed by hand is set back, and only the directory is reported
+    (tmp_path / "work").chmod(0o755)
+    result, failed = run_module(apply_config, _with_directories(tmp_path))
+    assert result["changed_files"] == [str(tmp_path / "work")]
+    assert oct((tmp_path / "work").stat().st_mode & 0o7777) == "0o750"
+
+
+def test_a_file_where_a_directory_must_be_is_a_clear_error(tmp_path, nginx, run_module):
+    (tmp_path / "work").write_text("")
+    result, failed = run_module(apply_config, _with_directories(tmp_path))
+    assert failed and "%s exists and is not a directory" % (tmp_path / "work") in result["msg"]

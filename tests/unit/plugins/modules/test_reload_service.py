@@ -1,13 +1,19 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
+import grp
 import json
+import os
+import pwd
 
 import pytest
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils import _proxies
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import LoadedState
-from ansible_collections.homelab.immich_proxy.plugins.modules import reload_service
+from ansible_collections.homelab.immich_proxy.plugins.modules import apply_config, reload_service
+
+ME = pwd.getpwuid(os.getuid()).pw_name
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
 
 
 class FakeNginx(_proxies.Nginx):
@@ -67,6 +73,52 @@ def test_a_stopped_proxy_is_started_after_its_config_is_tested(tmp_path, nginx, 
     result, failed = run_module(reload_service, {"kind": "nginx", "state_dir": str(tmp_path)})
     assert not failed and result["action"] == "started"
     assert nginx.log == ["test", "start"]
+
+
+def _apply(tmp_path, run_module, content, check_mode=False, **extra):
+    """apply_config of one file with watch given, as the roles call it: (result, failed)."""
+    return run_module(apply_config, dict(kind="nginx", state_dir=str(tmp_path / "state"), watch=[], files=[
+        {"path": str(tmp_path / "immich.conf"), "content": content, "owner": ME, "group": MY_GROUP}], **extra),
+        check_mode=check_mode)
+
+
+def _predicted(tmp_path, run_module):
+    return run_module(reload_service, {"kind": "nginx", "state_dir": str(tmp_path / "state")}, check_mode=True)[0]
+
+
+def test_apply_config_says_what_reload_service_will_do_so_the_roles_need_not_ask(tmp_path, nginx, run_module):
+    (tmp_path / "state").mkdir()
+    result, failed = _apply(tmp_path, run_module, "server {}\n")
+    assert not failed and result["load"] == {"action": "reloaded", "drops": None}
+    assert result["load"]["action"] == _predicted(tmp_path, run_module)["action"]
+    run_module(reload_service, {"kind": "nginx", "state_dir": str(tmp_path / "state")})
+    # a re-run: the service runs exactly what is on disk
+    result, _failed = _apply(tmp_path, run_module, "server {}\n")
+    assert not result["changed"] and result["load"] == {"action": "none", "drops": None}
+    assert _predicted(tmp_path, run_module)["action"] == "none"
+    # what is on disk changed by hand since the service loaded it (the effective config differs)
+    nginx.config = "http { server { listen 81; } }"
+    result, _failed = _apply(tmp_path, run_module, "server {}\n")
+    assert not result["changed"] and result["load"]["action"] == "reloaded"
+    # stopped
+    nginx.running = False
+    assert _apply(tmp_path, run_module, "server {}\n")[0]["load"]["action"] == "started"
+    assert nginx.log == ["test", "test", "reload nginx"], "apply_config only looks; it never reloads"
+
+
+def test_apply_config_in_check_mode_says_the_changed_files_would_be_reloaded(tmp_path, nginx, run_module):
+    (tmp_path / "state").mkdir()
+    _apply(tmp_path, run_module, "server {}\n")
+    run_module(reload_service, {"kind": "nginx", "state_dir": str(tmp_path / "state")})
+    result, failed = _apply(tmp_path, run_module, "server { listen 81; }\n", check_mode=True)
+    assert not failed and result["changed"] and result["load"]["action"] == "reloaded"
+    assert (tmp_path / "immich.conf").read_text() == "server {}\n"
+
+
+def test_apply_config_without_watch_says_nothing_of_the_service(tmp_path, nginx, run_module):
+    result, failed = run_module(apply_config, dict(kind="nginx", state_dir=str(tmp_path), files=[
+        {"path": str(tmp_path / "immich.conf"), "content": "x", "owner": ME, "group": MY_GROUP}]))
+    assert not failed and "load" not in result
 
 
 def test_a_changed_config_is_reloaded_once_and_then_left_alone(tmp_path, nginx, run_module):

@@ -31,6 +31,24 @@ def free_host(monkeypatch):
     (test_host_checks.py tests those checks; the test below, that the module makes them)."""
     monkeypatch.setattr(settings, "port_plan", lambda adapter, values, deployed: ([], []))
     monkeypatch.setattr(settings, "file_problems", lambda values: [])
+    monkeypatch.setattr(settings, "host_facts", lambda adapter, module: dict(DEBIAN))
+
+
+DEBIAN = {"os_family": "Debian", "supported": True, "pretty_name": "Debian GNU/Linux 12 (bookworm)",
+          "architecture": "x86_64", "packages": {"nginx": "1.22.1-9+deb12u3", "certbot": None}}
+
+
+def test_the_host_facts_come_back_and_an_unsupported_host_is_refused_before_a_deploy(run_module, monkeypatch):
+    result, failed = run_module(settings, args(public_url="http://photos.example.org"))
+    assert not failed and result["settings"]["host"] == DEBIAN
+    fedora = dict(DEBIAN, os_family="Fedora", supported=False, pretty_name="Fedora Linux 41")
+    monkeypatch.setattr(settings, "host_facts", lambda adapter, module: fedora)
+    result, failed = run_module(settings, args(public_url="http://photos.example.org"))
+    assert failed and result["problems"] == [
+        "this host runs Fedora Linux 41: the nginx role supports Debian and its derivatives (Ubuntu, Raspberry Pi OS)"]
+    # a deployed proxy is only looked at (playbooks/check.yml): no refusal there
+    result, failed = run_module(settings, {"kind": "nginx", "public_url": "http://photos.example.org"})
+    assert not failed and result["settings"]["host"] == fedora
 
 
 def test_before_a_deploy_the_files_the_settings_name_are_checked_on_the_host(run_module, tmp_path, monkeypatch):
@@ -206,6 +224,7 @@ def test_return_documents_exactly_the_returned_keys(raw, run_module):
     assert not failed, result
     actual = result["settings"]
     assert sorted(returned["proxy"]["contains"]) == sorted(actual["proxy"])
+    assert sorted(returned["host"]["contains"]) == sorted(actual["host"])
     assert sorted(set(returned) - set(actual)) == [], "documented but never returned"
     assert sorted(set(actual) - set(returned)) == [], "returned but not documented"
     backend_keys = set(returned["backends"]["contains"])
@@ -217,6 +236,7 @@ def test_return_documents_a_type_for_every_key():
     python_types = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict}
     actual, _warnings = normalise(FULL, role_spec=NGINX_VARIABLES, role_values=NGINX_VALUES)
     actual["proxy"] = {}
+    actual["host"] = {}
     for key, doc in returned.items():
         assert doc["description"], key
         if actual[key] is not None:
