@@ -86,6 +86,10 @@ class Proxy:
     # settings module looks up with the shared ones (SHARED_PACKAGES) so that the
     # roles' package step asks dpkg nothing more on a re-run
     packages = ()
+    # the system user the role creates for the service (None: the package's own, or root)
+    user = None
+    # the arguments that make the proxy's binary print its version (None: the package's version serves)
+    version_args = None
     # whether the proxy answers HTTP on the host itself (a tunnel connects out instead)
     listens = True
     # role variables whose values are secrets: given to the settings module as
@@ -413,6 +417,7 @@ class Caddy(Proxy):
     name = "caddy"
     service = "caddy"
     packages = ("caddy",)
+    user = "caddy"
     binary = "caddy"
     strategy = "reload"
     acme = "builtin"
@@ -539,6 +544,8 @@ class Traefik(Proxy):
     acme = "builtin"
     deploy_hook = None
     key_reader = "traefik"
+    user = "traefik"
+    version_args = ("version",)
     config_path = "/etc/traefik/traefik.yml"
     # the unit copies the static file here before Traefik reads it (ExecStartPre)
     loaded_config_path = "/run/traefik/static.yml"
@@ -841,6 +848,7 @@ class Cloudflared(Proxy):
     service = "cloudflared"
     binary = "cloudflared"
     packages = ("cloudflared",)
+    user = "cloudflared"
     strategy = "restart"
     acme = "none"
     deploy_hook = None
@@ -1238,7 +1246,32 @@ def host_facts(adapter, module, os_release="/etc/os-release"):
                 packages[fields[0]] = fields[4]
     return {"os_family": family or (release.get("ID") or "unknown").capitalize(), "supported": family is not None,
             "pretty_name": release.get("PRETTY_NAME") or release.get("ID") or "an unknown system",
-            "architecture": machine, "packages": packages}
+            "architecture": machine, "packages": packages, "user_exists": _account_exists(adapter.user),
+            "proxy_version": _binary_version(adapter, module)}
+
+
+def _account_exists(name):
+    """Whether the system user and its group of that name are there (None when the role creates none)."""
+    if name is None:
+        return None
+    try:
+        pwd.getpwnam(name)
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _binary_version(adapter, module):
+    """X.Y.Z as the installed binary says it, where the adapter knows how to ask; None otherwise."""
+    if adapter.version_args is None:
+        return None
+    binary = module.get_bin_path(adapter.binary, opt_dirs=list(adapter.bin_dirs))
+    if not binary:
+        return None
+    _rc, out, err = module.run_command([binary] + list(adapter.version_args))
+    found = re.search(r"\b([0-9]+\.[0-9]+\.[0-9]+)\b", out or err or "")
+    return found.group(1) if found else None
 
 
 def proxy_class(kind):

@@ -609,6 +609,18 @@ settings:
               passwd, openssl, certbot and ca-certificates), null for one that is not installed; empty without dpkg.
           type: dict
           sample: {"nginx": "1.22.1-9+deb12u3", "python3-apt": "2.6.0", "certbot": null}
+        user_exists:
+          description:
+            - Whether the system user (and its group) the role runs the service as is there already (Caddy's, Traefik's
+              and cloudflared's own user); null for a proxy whose package brings its user.
+          type: bool
+          sample: true
+        proxy_version:
+          description:
+            - The version the installed proxy binary says it is (Traefik's), null where the package's version serves
+              or nothing is installed yet.
+          type: str
+          sample: 3.7.15
 """
 
 import copy

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from ansible_collections.homelab.immich_proxy.plugins.module_utils import _proxies
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import (
     PROXIES,
     file_problems,
@@ -219,11 +220,13 @@ class FakeModule:
         self.dpkg_out = dpkg_out
         self.calls = []
 
-    def get_bin_path(self, name):
+    def get_bin_path(self, name, opt_dirs=None):
         return "/usr/bin/" + name if self.dpkg_out is not None else None
 
     def run_command(self, argv):
         self.calls.append(argv)
+        if argv[-1] == "version":
+            return 0, "Version:      3.7.15\nCodename:     langres\nGo version:   go1.26.9\n", ""
         return 1, self.dpkg_out, "dpkg-query: no packages found matching certbot\n"
 
 
@@ -253,3 +256,21 @@ def test_host_facts_read_the_installed_versions_in_one_dpkg_query(tmp_path):
 def test_host_facts_without_dpkg_look_up_nothing(tmp_path):
     facts = host_facts(PROXIES["traefik"], FakeModule(None), os_release=str(tmp_path / "missing"))
     assert facts["packages"] == {}
+
+
+def test_host_facts_say_whether_the_service_user_is_there_and_what_the_binary_says_its_version_is(tmp_path):
+    missing = str(tmp_path / "missing")
+    traefik = host_facts(PROXIES["traefik"], FakeModule(""), os_release=missing)
+    assert traefik["proxy_version"] == "3.7.15" and traefik["user_exists"] in (True, False)
+    # nginx: Debian's package says the version, and the service runs as the package's user
+    nginx = host_facts(PROXIES["nginx"], FakeModule(""), os_release=missing)
+    assert nginx["proxy_version"] is None and nginx["user_exists"] is None
+    # no binary yet (a fresh host): no version
+    assert host_facts(PROXIES["traefik"], FakeModule(None), os_release=missing)["proxy_version"] is None
+
+
+def test_an_account_exists_only_with_its_group(monkeypatch):
+    assert _proxies._account_exists("root") is True
+    assert _proxies._account_exists("no-such-user-here") is False
+    monkeypatch.setattr(_proxies.grp, "getgrnam", lambda name: (_ for _ in ()).throw(KeyError(name)))
+    assert _proxies._account_exists("root") is False

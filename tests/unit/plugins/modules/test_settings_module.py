@@ -35,7 +35,8 @@ def free_host(monkeypatch):
 
 
 DEBIAN = {"os_family": "Debian", "supported": True, "pretty_name": "Debian GNU/Linux 12 (bookworm)",
-          "architecture": "x86_64", "packages": {"nginx": "1.22.1-9+deb12u3", "certbot": None}}
+          "architecture": "x86_64", "packages": {"nginx": "1.22.1-9+deb12u3", "certbot": None}, "user_exists": None,
+          "proxy_version": None}
 
 
 def test_the_host_facts_come_back_and_an_unsupported_host_is_refused_before_a_deploy(run_module, monkeypatch):
