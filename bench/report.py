@@ -116,6 +116,14 @@ def verdicts(results):
     return rows
 
 
+# The Ansible cost of the full run of 2026-12-05 00:02 UTC (commit 08105cd), before the no-op path was cut:
+# kind -> (first converge s, no-op re-run s, tasks run on the no-op path); the fleet's (first, no-op).
+BEFORE = {"run": "the run of 2026-12-05 00:02 UTC, commit 08105cd",
+          "kinds": {"nginx": (12.2, 4.9, 16), "apache": (12.5, 4.3, 15), "caddy": (14.0, 6.3, 21),
+                    "traefik": (15.7, 10.3, 26)},
+          "fleet": (47.1, 15.9)}
+
+
 def _pairs(axis, labels, left, right):
     """Two bars per label, side by side: left and right are (values, legend)."""
     positions = range(len(labels))
@@ -281,6 +289,15 @@ def render(results, out):
         fleet = results["fleet"]
         lines.append("| nginx, %d hosts (forks %d) | %.1f s | %.1f s | %.2f | |" % (
             fleet["hosts"], fleet["hosts"], fleet["first_s"], fleet["noop_s"], fleet["noop_s"] / fleet["first_s"]))
+    before = ["%s %.1f s / %.1f s = %.2f, %d tasks run" % (kind, first, noop, noop / first, calls)
+              for kind, (first, noop, calls) in BEFORE["kinds"].items()]
+    fleet_first, fleet_noop = BEFORE["fleet"]
+    before.append("8 nginx hosts %.1f s / %.1f s (%.2f and %.2f times one host)" % (
+        fleet_first, fleet_noop, fleet_first / BEFORE["kinds"]["nginx"][0], fleet_noop / BEFORE["kinds"]["nginx"][1]))
+    rounds = len(next(iter(results["kinds"].values()))["ansible"].get("noop_rounds") or [None])
+    lines += ["", "%sBefore the no-op path was cut (%s): %s." % (
+        "A no-op re-run's time is the median of %d. " % rounds if rounds > 1 else "", BEFORE["run"],
+        "; ".join(before))]
     lines += ["", "The slowest tasks of each no-op re-run (`ansible.posix.profile_tasks`):", ""]
     for kind, found in results["kinds"].items():
         slowest = "; ".join("%s %.2f s" % (task, seconds) for task, seconds in found["ansible"]["noop_profile"])
