@@ -113,7 +113,7 @@ class FileChange:
 
 
 class DirectoryChange(FileChange):
-    """One directory that must exist with this mode and owner (created or set before the files, never removed)."""
+    """One directory that must exist with this mode and owner (made or set before the files, undone with them)."""
 
     def __init__(self, path, mode="0755", owner="root", group="root", check_mode=False):
         if not os.path.isabs(path):
@@ -152,6 +152,18 @@ class DirectoryChange(FileChange):
             os.mkdir(self.path, mode)
         os.chown(self.path, uid, gid)
         os.chmod(self.path, mode)
+
+    def undo(self):
+        """Put back what apply() changed: remove a directory it made (if still empty), or its mode and owner."""
+        try:
+            if not self.exists:
+                os.rmdir(self.path)
+            else:
+                mode, uid, gid = self.before_meta
+                os.chown(self.path, uid, gid)
+                os.chmod(self.path, mode)
+        except OSError:
+            pass
 
 
 class Transaction:

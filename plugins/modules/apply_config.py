@@ -96,7 +96,8 @@ options:
       - Directories to create (or whose mode and owner to set) before the files are written, in the order given
         (a parent before its children), such as a proxy's working directory for the files it needs besides its
         config (a plugin, a unit) that a role applies with O(validate=false).
-      - They are not removed again when the files are rolled back; an empty directory changes nothing.
+      - When the files are rolled back (the proxy refuses them, a write fails), a directory made by the call is
+        removed again and one whose mode or owner it set gets its own back.
     type: list
     elements: dict
     default: []
@@ -240,9 +241,23 @@ def run(module):
     directories = [DirectoryChange(d["path"], d["mode"], d["owner"], d["group"], check_mode=check)
                    for d in module.params["directories"]]
     made = [d for d in directories if d.changed]
-    if not check:
+    if check:
+        return _apply_files(module, proxy, made)
+    done = []
+    try:
         for directory in made:
             directory.apply()
+            done.append(directory)
+        return _apply_files(module, proxy, made)
+    except (ApplyError, ProxyError, OSError):
+        # nothing of a refused or failed apply stays: directories made are removed, changed ones set back
+        for directory in reversed(done):
+            directory.undo()
+        raise
+
+
+def _apply_files(module, proxy, made):
+    check = module.check_mode
     changes = [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"], check_mode=check)
                for f in module.params["files"]]
     changes += [FileChange(f["path"], f["content"], f["mode"], f["owner"], f["group"], secret=True, check_mode=check)

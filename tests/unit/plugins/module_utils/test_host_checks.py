@@ -272,5 +272,9 @@ def test_host_facts_say_whether_the_service_user_is_there_and_what_the_binary_sa
 def test_an_account_exists_only_with_its_group(monkeypatch):
     assert _proxies._account_exists("root") is True
     assert _proxies._account_exists("no-such-user-here") is False
-    monkeypatch.setattr(_proxies.grp, "getgrnam", lambda name: (_ for _ in ()).throw(KeyError(name)))
+
+    def no_group(name):
+        raise KeyError(name)
+
+    monkeypatch.setattr(_proxies.grp, "getgrnam", no_group)
     assert _proxies._account_exists("root") is False

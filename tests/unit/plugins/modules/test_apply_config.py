@@ -194,3 +194,13 @@ def test_a_file_where_a_directory_must_be_is_a_clear_error(tmp_path, nginx, run_
     (tmp_path / "work").write_text("")
     result, failed = run_module(apply_config, _with_directories(tmp_path))
     assert failed and "%s exists and is not a directory" % (tmp_path / "work") in result["msg"]
+
+
+def test_a_refused_config_takes_the_directories_it_made_with_it(tmp_path, nginx, run_module):
+    (tmp_path / "work").mkdir(mode=0o755)
+    arguments = dict(_with_directories(tmp_path), validate=True)
+    nginx[1].update(rc=1, err="nginx: [emerg] unknown directive")
+    result, failed = run_module(apply_config, arguments)
+    assert failed and "unknown directive" in result["msg"]
+    assert not (tmp_path / "work" / "plugin").exists(), "a directory the refused apply made is still there"
+    assert oct((tmp_path / "work").stat().st_mode & 0o7777) == "0o755", "the mode it set was not put back"
