@@ -1209,7 +1209,7 @@ def file_problems(settings):
 # https backend need), looked up with the adapter's packages.
 SHARED_PACKAGES = ("python3-apt", "passwd", "openssl", "certbot", "ca-certificates")
 # Ansible's os_family for the distributions the roles support (ID or ID_LIKE in os-release)
-_OS_FAMILIES = {"debian": "Debian"}
+_OS_FAMILIES = {"debian": "Debian", "ubuntu": "Debian"}
 
 
 def host_facts(adapter, module, os_release="/etc/os-release"):
@@ -1242,7 +1242,9 @@ def host_facts(adapter, module, os_release="/etc/os-release"):
         _rc, out, _err = module.run_command([dpkg_query, "-W", "-f=${Package} ${Status} ${Version}\n"] + names)
         for line in out.splitlines():
             fields = line.split()
-            if len(fields) == 5 and fields[1:4] == ["install", "ok", "installed"] and fields[0] in packages:
+            # "hold ok installed": installed, and held at its version
+            if len(fields) == 5 and fields[1] in ("install", "hold") and fields[2:4] == ["ok", "installed"] \
+                    and fields[0] in packages:
                 packages[fields[0]] = fields[4]
     return {"os_family": family or (release.get("ID") or "unknown").capitalize(), "supported": family is not None,
             "pretty_name": release.get("PRETTY_NAME") or release.get("ID") or "an unknown system",
@@ -1269,7 +1271,11 @@ def _binary_version(adapter, module):
     binary = module.get_bin_path(adapter.binary, opt_dirs=list(adapter.bin_dirs))
     if not binary:
         return None
-    _rc, out, err = module.run_command([binary] + list(adapter.version_args))
+    try:
+        _rc, out, err = module.run_command([binary] + list(adapter.version_args), handle_exceptions=False)
+    except OSError:
+        # a binary that cannot run here (another architecture, a broken file): the role replaces it
+        return None
     found = re.search(r"\b([0-9]+\.[0-9]+\.[0-9]+)\b", out or err or "")
     return found.group(1) if found else None
 

@@ -103,7 +103,11 @@ class FileChange:
             if self.secret:
                 # A credential never reaches Ansible's output, not even as a diff.
                 return "(secret: %d bytes, sha256 %s)\n" % (len(data), hashlib.sha256(data).hexdigest()[:12])
-            return data.decode("utf-8", "replace")
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                # a binary (a Caddy the other install path put there): not megabytes of mojibake in the result
+                return "(binary: %d bytes, sha256 %s)\n" % (len(data), hashlib.sha256(data).hexdigest()[:12])
         return {
             "before_header": self.path if self.exists else "%s (absent)" % self.path,
             "after_header": "%s (absent)" % self.path if self.remove else self.path,
@@ -120,8 +124,11 @@ class DirectoryChange(FileChange):
             raise ApplyError("'%s' is not an absolute path" % path)
         super().__init__(path, content=b"", mode=mode, owner=owner, group=group, check_mode=check_mode)
         try:
-            st = os.lstat(path)
+            # a link to a directory (moved to another disk) is that directory
+            st = os.stat(path)
         except FileNotFoundError:
+            if os.path.islink(path):
+                raise ApplyError("%s is a link to nothing; it must be a directory" % path) from None
             return
         if not stat.S_ISDIR(st.st_mode):
             raise ApplyError("%s exists and is not a directory" % path)

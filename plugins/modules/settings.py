@@ -611,8 +611,8 @@ settings:
           sample: {"nginx": "1.22.1-9+deb12u3", "python3-apt": "2.6.0", "certbot": null}
         user_exists:
           description:
-            - Whether the system user (and its group) the role runs the service as is there already (Caddy's, Traefik's
-              and cloudflared's own user); null for a proxy whose package brings its user.
+            - Whether the system user (and its group) the role runs the service as is there already (C(caddy),
+              C(traefik), C(cloudflared)); null for a proxy that runs as the user its package brings (nginx, Apache).
           type: bool
           sample: true
         proxy_version:

@@ -223,8 +223,10 @@ class FakeModule:
     def get_bin_path(self, name, opt_dirs=None):
         return "/usr/bin/" + name if self.dpkg_out is not None else None
 
-    def run_command(self, argv):
+    def run_command(self, argv, handle_exceptions=True):
         self.calls.append(argv)
+        if argv[-1] == "version" and self.dpkg_out == "broken":
+            raise OSError(8, "Exec format error")
         if argv[-1] == "version":
             return 0, "Version:      3.7.15\nCodename:     langres\nGo version:   go1.26.9\n", ""
         return 1, self.dpkg_out, "dpkg-query: no packages found matching certbot\n"
@@ -234,9 +236,10 @@ class FakeModule:
     ('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n', "Debian", True),
     ('PRETTY_NAME="Ubuntu 24.04 LTS"\nID=ubuntu\nID_LIKE=debian\n', "Debian", True),
     ('PRETTY_NAME="Raspbian GNU/Linux 12"\nID=raspbian\nID_LIKE=debian\n', "Debian", True),
+    ('PRETTY_NAME="Zorin OS 17"\nID=zorin\nID_LIKE="ubuntu"\n', "Debian", True),
     ('PRETTY_NAME="Fedora Linux 41"\nID=fedora\n', "Fedora", False),
     ("", "Unknown", False),
-], ids=["debian", "ubuntu", "raspbian", "fedora", "no-os-release"])
+], ids=["debian", "ubuntu", "raspbian", "zorin", "fedora", "no-os-release"])
 def test_host_facts_name_the_os_family_as_ansible_does(tmp_path, release, family, supported):
     (tmp_path / "os-release").write_text(release)
     facts = host_facts(PROXIES["nginx"], FakeModule(""), os_release=str(tmp_path / "os-release"))
@@ -245,7 +248,7 @@ def test_host_facts_name_the_os_family_as_ansible_does(tmp_path, release, family
 
 
 def test_host_facts_read_the_installed_versions_in_one_dpkg_query(tmp_path):
-    dpkg = FakeModule("nginx install ok installed 1.22.1-9+deb12u3\npasswd install ok installed 1:4.13+dfsg1-1\n"
+    dpkg = FakeModule("nginx hold ok installed 1.22.1-9+deb12u3\npasswd install ok installed 1:4.13+dfsg1-1\n"
                       "certbot deinstall ok config-files 2.1.0-4\n")
     facts = host_facts(PROXIES["nginx"], dpkg, os_release=str(tmp_path / "missing"))
     assert facts["packages"] == {"nginx": "1.22.1-9+deb12u3", "passwd": "1:4.13+dfsg1-1", "python3-apt": None,
@@ -265,8 +268,9 @@ def test_host_facts_say_whether_the_service_user_is_there_and_what_the_binary_sa
     # nginx: Debian's package says the version, and the service runs as the package's user
     nginx = host_facts(PROXIES["nginx"], FakeModule(""), os_release=missing)
     assert nginx["proxy_version"] is None and nginx["user_exists"] is None
-    # no binary yet (a fresh host): no version
+    # no binary yet (a fresh host), or one that cannot run here: no version, and no failure (the role replaces it)
     assert host_facts(PROXIES["traefik"], FakeModule(None), os_release=missing)["proxy_version"] is None
+    assert host_facts(PROXIES["traefik"], FakeModule("broken"), os_release=missing)["proxy_version"] is None
 
 
 def test_an_account_exists_only_with_its_group(monkeypatch):

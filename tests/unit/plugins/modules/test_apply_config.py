@@ -204,3 +204,21 @@ def test_a_refused_config_takes_the_directories_it_made_with_it(tmp_path, nginx,
     assert failed and "unknown directive" in result["msg"]
     assert not (tmp_path / "work" / "plugin").exists(), "a directory the refused apply made is still there"
     assert oct((tmp_path / "work").stat().st_mode & 0o7777) == "0o755", "the mode it set was not put back"
+
+
+def test_a_directory_moved_elsewhere_behind_a_link_is_that_directory(tmp_path, nginx, run_module):
+    (tmp_path / "elsewhere").mkdir(mode=0o750)
+    (tmp_path / "work").symlink_to(tmp_path / "elsewhere")
+    result, failed = run_module(apply_config, _with_directories(tmp_path))
+    assert not failed, result
+    assert str(tmp_path / "work") not in result["changed_files"]
+    assert (tmp_path / "elsewhere" / "plugin" / "go.mod").read_text() == "module x\n"
+
+
+def test_a_removed_binary_shows_as_its_size_and_digest_not_its_bytes(tmp_path, nginx, run_module):
+    binary = tmp_path / "caddy"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 64)
+    result, failed = run_module(apply_config, dict(kind="nginx", validate=False, state_dir=str(tmp_path / "s"),
+                                                   absent=[str(binary)]), diff=True)
+    assert not failed and not binary.exists()
+    assert result["diff"][0]["before"].startswith("(binary: 16392 bytes, sha256 ")
