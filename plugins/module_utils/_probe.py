@@ -14,7 +14,6 @@ import os
 import socket
 import ssl
 import time
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import (
@@ -430,7 +429,6 @@ def run_checks(target, max_body_size):
         # its error four times and bury the one thing to fix.
         skipped = "not run because the tls check failed: this check needs the connection it could not make"
         return [tls] + [Check(name, False, skipped, skipped=True) for name, _check in others]
-    # each on its own connection, side by side: the body size probe waits CONTINUE_GRACE for a late refusal,
-    # and the others need not wait behind it
-    with ThreadPoolExecutor(max_workers=len(others)) as pool:
-        return [tls] + list(pool.map(lambda named: named[1](target), others))
+    # one after the other: side by side, nginx sent the body size probe to a backend it had just marked failed
+    # (Immich back after being down) and answered 502 where a request of its own would have passed
+    return [tls] + [check(target) for _name, check in others]
