@@ -39,6 +39,11 @@ import time
 from functools import partial
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._cloudflared import validate_config
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import (
+    DEFAULT_STATE_DIR,
+    binary_record_path,
+    recorded_binary_sha1,
+)
 
 STRATEGIES = ("reload", "watch", "restart")
 # What reload_service reports for each strategy when the service takes a new config.
@@ -90,6 +95,9 @@ class Proxy:
     user = None
     # the arguments that make the proxy's binary print its version (None: the package's version serves)
     version_args = None
+    # where the role installs a binary from the controller (<kind>_binary_src), if it can: the
+    # settings module reads the digest recorded for it (host.binary_sha1), so a re-run need not hash it
+    controller_binary = None
     # whether the proxy answers HTTP on the host itself (a tunnel connects out instead)
     listens = True
     # role variables whose values are secrets: given to the settings module as
@@ -419,6 +427,7 @@ class Caddy(Proxy):
     packages = ("caddy",)
     user = "caddy"
     binary = "caddy"
+    controller_binary = "/usr/local/bin/caddy"
     strategy = "reload"
     acme = "builtin"
     deploy_hook = None
@@ -546,6 +555,7 @@ class Traefik(Proxy):
     key_reader = "traefik"
     user = "traefik"
     version_args = ("version",)
+    controller_binary = "/usr/local/bin/traefik"
     config_path = "/etc/traefik/traefik.yml"
     # the unit copies the static file here before Traefik reads it (ExecStartPre)
     loaded_config_path = "/run/traefik/static.yml"
@@ -849,6 +859,7 @@ class Cloudflared(Proxy):
     binary = "cloudflared"
     packages = ("cloudflared",)
     user = "cloudflared"
+    controller_binary = "/usr/local/bin/cloudflared"
     strategy = "restart"
     acme = "none"
     deploy_hook = None
@@ -1212,13 +1223,15 @@ SHARED_PACKAGES = ("python3-apt", "passwd", "openssl", "certbot", "ca-certificat
 _OS_FAMILIES = {"debian": "Debian", "ubuntu": "Debian"}
 
 
-def host_facts(adapter, module, os_release="/etc/os-release"):
+def host_facts(adapter, module, os_release="/etc/os-release", state_dir=DEFAULT_STATE_DIR):
     """What the roles need to know of the host, so that they gather no facts.
 
     os_family and architecture as Ansible's facts name them; pretty_name, the
     distribution for messages; packages: each of the adapter's and the shared
     packages -> its installed version, or None (dpkg's database, one query;
-    empty where there is no dpkg).
+    empty where there is no dpkg); binary_record and binary_sha1: where the
+    role records the digest of a binary from the controller, and the digest
+    that record still vouches for (None where it does not, see _state.py).
     """
     release = {}
     try:
@@ -1235,6 +1248,7 @@ def host_facts(adapter, module, os_release="/etc/os-release"):
     if re.fullmatch(r"i[3-6]86", machine):
         machine = "i386"
     names = list(dict.fromkeys(tuple(adapter.packages) + SHARED_PACKAGES))
+    record = binary_record_path(adapter.name, state_dir) if adapter.controller_binary else None
     packages = {}
     dpkg_query = module.get_bin_path("dpkg-query")
     if dpkg_query:
@@ -1249,7 +1263,8 @@ def host_facts(adapter, module, os_release="/etc/os-release"):
     return {"os_family": family or (release.get("ID") or "unknown").capitalize(), "supported": family is not None,
             "pretty_name": release.get("PRETTY_NAME") or release.get("ID") or "an unknown system",
             "architecture": machine, "packages": packages, "user_exists": _account_exists(adapter.user),
-            "proxy_version": _binary_version(adapter, module)}
+            "proxy_version": _binary_version(adapter, module),
+            "binary_record": record, "binary_sha1": record and recorded_binary_sha1(record, adapter.controller_binary)}
 
 
 def _account_exists(name):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 
 DEFAULT_STATE_DIR = "/var/lib/immich-proxy"
@@ -100,3 +101,32 @@ class LoadedState:
 
     def record(self, digest, pid):
         self.write({"digest": digest, "pid": pid})
+
+
+def binary_record_path(kind, state_dir=DEFAULT_STATE_DIR):
+    """Where the role records the SHA-1 of the proxy binary it copied from the controller (sha1sum's format)."""
+    return os.path.join(state_dir, "%s.binary.sha1" % kind)
+
+
+def recorded_binary_sha1(record, binary):
+    """The SHA-1 the record gives for binary, when the record still speaks for it; None otherwise.
+
+    Hashing a 185 MB Traefik on every run is most of a no-op re-run's cost, so
+    the role writes the digest down after it copied the binary, and a re-run
+    compares the controller's digest with the record instead. The record speaks
+    for the binary only while it names that path and was written after the
+    binary's inode last changed: a binary replaced or touched since (a new file
+    moved there, a write, chmod or chown all set its ctime, which no one can set
+    back) is hashed again by the copy, and recorded anew.
+    """
+    try:
+        with open(record) as handle:
+            text = handle.read(4096)
+        recorded = os.stat(record)
+        installed = os.stat(binary)
+    except OSError:
+        return None
+    found = re.fullmatch(r"([0-9a-f]{40})  (\S+)\n", text)
+    if not found or found.group(2) != binary or not installed.st_ctime_ns < recorded.st_mtime_ns:
+        return None
+    return found.group(1)

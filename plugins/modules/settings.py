@@ -621,6 +621,19 @@ settings:
               or nothing is installed yet.
           type: str
           sample: 3.7.15
+        binary_record:
+          description:
+            - Where the role records the SHA-1 of a proxy binary it copied from the controller
+              (C(<kind>_install=binary)), in C(sha1sum)'s format; null for a proxy the roles never install that way.
+          type: str
+          sample: /var/lib/immich-proxy/traefik.binary.sha1
+        binary_sha1:
+          description:
+            - The SHA-1 that record gives for the installed binary, while it still speaks for it (written after the
+              binary's inode last changed); null otherwise. A re-run compares it with the controller's copy instead
+              of hashing the binary on the host.
+          type: str
+          sample: 0ea3bd2bf4f2e4ac7e9e3f6b5d2f1f0c9a8b7c6d
 """
 
 import copy

@@ -124,6 +124,29 @@ def test_a_release_that_does_not_match_its_published_checksum_is_refused(proxy, 
 
 
 @pytest.mark.disruptive
+def test_a_binary_from_the_controller_replaced_on_the_host_is_put_back_though_its_digest_is_on_record(
+        proxy, host, traits, converge):
+    """A re-run compares the controller's digest with the one recorded on the host (not the binary itself): a
+    binary changed since the record was written must not be vouched for by it."""
+    record = "/var/lib/immich-proxy/%s.binary.sha1" % proxy
+    if not host.file(record).exists:
+        pytest.skip("does not apply: this host's proxy is not a binary from the controller (no %s)" % record)
+    recorded, binary = host.file(record).content_string.split()
+    assert sh(host, "sha1sum %s" % binary).stdout.split()[0] == recorded
+    # the same size, one byte else, moved in as a new file (the running service keeps the old one open)
+    sh(host, f"cp -p {binary} {binary}.new && printf x | dd of={binary}.new bs=1 seek=4096 conv=notrunc "
+             f"status=none && mv {binary}.new {binary}")
+    assert sh(host, "sha1sum %s" % binary).stdout.split()[0] != recorded
+    converge()
+    assert sh(host, "sha1sum %s" % binary).stdout.split()[0] == recorded, "the changed binary was left in place"
+    assert host.file(record).content_string.split() == [recorded, binary]
+    # and dated after the binary put back, so that the next run trusts it rather than hash the binary every time
+    changed, dated = (float(sh(host, "stat -c %%.9%s %s" % pair).stdout) for pair in (("Z", binary), ("Y", record)))
+    assert changed < dated, "the record is older than the binary it speaks for: every run would hash the binary"
+    assert_serving(proxy, host, traits)
+
+
+@pytest.mark.disruptive
 def test_site_yml_serves_a_host_with_a_kind_outside_the_group_and_fails_one_in_it_without(host, converge, tmp_path):
     """No host is skipped silently: a kind is enough to be served, the group without a kind is an error."""
     host_vars = json.loads(run([ansible_bin("ansible-inventory"), "-i", converge.inventory,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import grp
+import hashlib
 import os
 
 import pytest
+import yaml
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils import _proxies
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import (
@@ -15,7 +17,12 @@ from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies impo
     listeners,
     port_plan,
 )
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import LoadedState, deployed_kinds
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import (
+    LoadedState,
+    binary_record_path,
+    deployed_kinds,
+    recorded_binary_sha1,
+)
 
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 
@@ -271,6 +278,72 @@ def test_host_facts_say_whether_the_service_user_is_there_and_what_the_binary_sa
     # no binary yet (a fresh host), or one that cannot run here: no version, and no failure (the role replaces it)
     assert host_facts(PROXIES["traefik"], FakeModule(None), os_release=missing)["proxy_version"] is None
     assert host_facts(PROXIES["traefik"], FakeModule("broken"), os_release=missing)["proxy_version"] is None
+
+
+def _record(tmp_path, content=b"traefik 3.7.15"):
+    """A binary, then (later, as the role writes it) its sha1sum record: (record path, binary path, sha1)."""
+    binary = tmp_path / "traefik"
+    binary.write_bytes(content)
+    record = tmp_path / "state" / "traefik.binary.sha1"
+    record.parent.mkdir(exist_ok=True)
+    digest = hashlib.sha1(content).hexdigest()
+    record.write_text("%s  %s\n" % (digest, binary))
+    # the record was written after the binary's inode last changed
+    stamp = os.stat(str(binary)).st_ctime_ns + 10 ** 9
+    os.utime(str(record), ns=(stamp, stamp))
+    return str(record), str(binary), digest
+
+
+def test_a_recorded_binary_digest_vouches_for_the_binary_only_until_the_binary_changes(tmp_path):
+    record, binary, digest = _record(tmp_path)
+    assert recorded_binary_sha1(record, binary) == digest
+    # a binary touched after the record (chmod sets its ctime, which no one can set back): hashed again
+    stamp = os.stat(record).st_mtime_ns
+    os.chmod(binary, 0o700)
+    os.utime(record, ns=(stamp - 2 * 10 ** 9, stamp - 2 * 10 ** 9))
+    assert recorded_binary_sha1(record, binary) is None
+
+
+@pytest.mark.parametrize("damage", ["other path", "not a digest", "no binary", "no record", "two lines"])
+def test_a_record_that_does_not_name_the_installed_binary_vouches_for_nothing(tmp_path, damage):
+    record, binary, digest = _record(tmp_path)
+    stamp = os.stat(record).st_mtime_ns
+    text = {"other path": "%s  /usr/local/bin/caddy\n" % digest, "not a digest": "%s  %s\n" % ("z" * 40, binary),
+            "two lines": "%s  %s\n%s  %s\n" % (digest, binary, digest, binary)}.get(damage)
+    if text is not None:
+        with open(record, "w") as handle:
+            handle.write(text)
+        os.utime(record, ns=(stamp, stamp))
+    elif damage == "no binary":
+        os.unlink(binary)
+    else:
+        os.unlink(record)
+    assert recorded_binary_sha1(record, binary) is None
+
+
+def test_host_facts_give_the_recorded_digest_of_a_binary_from_the_controller(tmp_path, monkeypatch):
+    state = tmp_path / "state"
+    record, binary, digest = _record(tmp_path)
+    assert record == binary_record_path("traefik", str(state))
+    monkeypatch.setattr(PROXIES["traefik"], "controller_binary", binary)
+    facts = host_facts(PROXIES["traefik"], FakeModule(""), os_release=str(tmp_path / "missing"), state_dir=str(state))
+    assert (facts["binary_record"], facts["binary_sha1"]) == (record, digest)
+    # nginx comes from Debian's package only: no record
+    facts = host_facts(PROXIES["nginx"], FakeModule(""), os_release=str(tmp_path / "missing"), state_dir=str(state))
+    assert (facts["binary_record"], facts["binary_sha1"]) == (None, None)
+
+
+@pytest.mark.parametrize("kind, path_var, vars_file", [
+    ("traefik", "__traefik_binary", "traefik/vars/Debian.yml"),
+    ("caddy", "__caddy_own_binary", "caddy/vars/Debian.yml"),
+    ("cloudflared", "__cloudflared_binary", "cloudflared/vars/Debian.yml"),
+])
+def test_the_roles_install_a_binary_from_the_controller_where_the_adapter_reads_its_record(kind, path_var, vars_file):
+    roles = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "roles")
+    with open(os.path.join(roles, vars_file)) as handle:
+        value = yaml.safe_load(handle)[path_var]
+    # cloudflared's is an expression: /usr/local/bin for the binary install, Cloudflare's package's path otherwise
+    assert value == PROXIES[kind].controller_binary or "'%s' if " % PROXIES[kind].controller_binary in value
 
 
 def test_an_account_exists_only_with_its_group(monkeypatch):
