@@ -135,6 +135,24 @@ def playbook(inventory, path, forks=5, extra=None, profile=False):
     return seconds, changed, result.stdout
 
 
+def busy_cpu_seconds(stat="/proc/stat"):
+    """CPU seconds the whole machine has spent busy (all cores, not idle or waiting on I/O) since boot."""
+    with open(stat) as handle:
+        fields = [int(value) for value in handle.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def first_converge(inventory, forks=5):
+    """(seconds, busy CPU seconds of the machine) of the first run of site.yml.
+
+    The CPU it took says whether the run waited or worked: a run that keeps every core busy cannot go faster with
+    more forks, and eight hosts' work on two cores takes at least four times one host's CPU time.
+    """
+    busy = busy_cpu_seconds()
+    seconds, _changed, _output = playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"), forks=forks)
+    return seconds, busy_cpu_seconds() - busy
+
+
 def noop_runs(inventory, forks=5, count=3):
     """(median seconds, the most any run changed, the median run's output, every run's seconds) of no-op re-runs.
 
@@ -248,11 +266,12 @@ def bench_kind(kind, traits, size, inventory_dir):
         log("%s: installing the Immich test double" % kind)
         playbook(inventory, os.path.join(ROOT, "tests", "immich_double", "install.yml"))
         log("%s: first converge of site.yml" % kind)
-        first, _changed, _out = playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"))
+        first, first_cpu = first_converge(inventory)
         again, changed, output, rounds = noop_runs(inventory)
         # the profile from one more run: the callback's own cost stays out of the timed ones
         _seconds, _changed, profiled = playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"), profile=True)
-        found["ansible"] = {"first_s": first, "noop_s": again, "noop_changed": changed, "noop_rounds": rounds,
+        found["ansible"] = {"first_s": first, "first_cpu_s": first_cpu, "noop_s": again, "noop_changed": changed,
+                            "noop_rounds": rounds,
                             "noop_profile": profile_lines(profiled), "noop_calls": module_calls(output)}
         log("%s: first converge %.1f s, no-op re-run %.1f s (median of %s; changed=%d)"
             % (kind, first, again, ", ".join("%.1f" % seconds for seconds in rounds), changed))
@@ -363,9 +382,10 @@ def bench_fleet(count, inventory_dir):
         log("fleet: installing the Immich test double on %d hosts" % count)
         playbook(inventory, os.path.join(ROOT, "tests", "immich_double", "install.yml"), forks=count)
         log("fleet: first converge of site.yml on %d hosts" % count)
-        first, _changed, _out = playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"), forks=count)
+        first, first_cpu = first_converge(inventory, forks=count)
         again, changed, _output, rounds = noop_runs(inventory, forks=count)
-        return {"hosts": count, "first_s": first, "noop_s": again, "noop_changed": changed, "noop_rounds": rounds}
+        return {"hosts": count, "first_s": first, "first_cpu_s": first_cpu, "noop_s": again,
+                "noop_changed": changed, "noop_rounds": rounds}
     finally:
         remove_containers(names)
 
@@ -395,6 +415,7 @@ def main():
     os.makedirs(inventory_dir, exist_ok=True)
     results = {"size": args.size, "speeds": [label for label, _rate in SPEEDS], "slow_seconds": SLOW_SECONDS,
                "kinds": {}, "fleet": None, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "cores": os.cpu_count(),
                "machine": "%d cores, %.0f GiB" % (os.cpu_count(), os.sysconf("SC_PAGE_SIZE")
                                                   * os.sysconf("SC_PHYS_PAGES") / GiB)}
     for kind in kinds:

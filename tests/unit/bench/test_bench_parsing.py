@@ -141,6 +141,25 @@ def test_the_fleet_is_held_to_both_targets_against_one_host():
     assert _missed(results) == ["first converge of 8 hosts against one"]
 
 
+def test_the_fleet_row_says_what_the_machine_s_cores_allowed():
+    results = _results()
+    results["fleet"] = {"hosts": 8, "first_s": 40.0, "first_cpu_s": 76.0, "noop_s": 4.0, "noop_changed": 0}
+    results["cores"] = 2
+    row = next(row for row in report.verdicts(results) if row[1] == "first converge of 8 hosts against one")
+    assert row[2] == ("40.0 s / 10.0 s = 4.00; the run kept the machine's 2 cores 95% busy (76 CPU-seconds): on 2 "
+                      "cores that work takes at least 38.0 s, 3.80 times one host") and row[4] is False
+    del results["cores"]
+    row = next(row for row in report.verdicts(results) if row[1] == "first converge of 8 hosts against one")
+    assert row[2] == "40.0 s / 10.0 s = 4.00"
+
+
+def test_the_machine_s_busy_cpu_leaves_out_idle_and_io_wait(tmp_path):
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice, in clock ticks
+    stat.write_text("cpu  100 20 30 5000 700 4 6 40 9 9\ncpu0 1 2 3 4 5 6 7 8 9 9\n")
+    assert bench.busy_cpu_seconds(str(stat)) == 200 / os.sysconf("SC_CLK_TCK")
+
+
 def test_a_role_run_that_outlasts_the_load_proved_nothing():
     results = _results()
     results["kinds"]["nginx"]["reload"].update(load_s=60, role_ended_s=59.5, covered=False)
