@@ -25,9 +25,17 @@ options:
 """
 
 EXAMPLES = r"""
+- name: Validate the settings (the result says which digest the host's record vouches for)
+  homelab.immich_proxy.settings:
+    kind: traefik
+    public_url: https://photos.example.org
+    backends: [http://10.0.0.21:2283]
+    role_variables: {traefik_install: binary, traefik_binary_src: /srv/traefik/traefik}
+  register: validated
+
 - name: Say whether the host has this Traefik binary already
   ansible.builtin.debug:
-    msg: "{{ lookup('homelab.immich_proxy.file_sha1', traefik_binary_src) == settings.host.binary_sha1 }}"
+    msg: "{{ lookup('homelab.immich_proxy.file_sha1', '/srv/traefik/traefik') == validated.settings.host.binary_sha1 }}"
 """
 
 RETURN = r"""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 
 DEFAULT_STATE_DIR = "/var/lib/immich-proxy"
@@ -117,16 +118,21 @@ def recorded_binary_sha1(record, binary):
     for the binary only while it names that path and was written after the
     binary's inode last changed: a binary replaced or touched since (a new file
     moved there, a write, chmod or chown all set its ctime, which no one can set
-    back) is hashed again by the copy, and recorded anew.
+    back) is hashed again by the copy, and recorded anew. The role dates the
+    record with the host's clock after every copy; a clock set back across
+    a replacement of the binary would fool this, as it fools make.
     """
     try:
         with open(record) as handle:
             text = handle.read(4096)
-        recorded = os.stat(record)
-        installed = os.stat(binary)
+        recorded = os.lstat(record)
+        installed = os.lstat(binary)
     except OSError:
         return None
     found = re.fullmatch(r"([0-9a-f]{40})  (\S+)\n", text)
-    if not found or found.group(2) != binary or not installed.st_ctime_ns < recorded.st_mtime_ns:
+    # a link at the binary's path (Cloudflare's package makes one) is no binary the role copied: the copy replaces it
+    if not found or found.group(2) != binary or not stat.S_ISREG(installed.st_mode) \
+            or not stat.S_ISREG(recorded.st_mode) \
+            or not installed.st_ctime_ns < recorded.st_mtime_ns:
         return None
     return found.group(1)

@@ -125,12 +125,15 @@ def test_a_release_that_does_not_match_its_published_checksum_is_refused(proxy, 
 
 @pytest.mark.disruptive
 def test_a_binary_from_the_controller_replaced_on_the_host_is_put_back_though_its_digest_is_on_record(
-        proxy, host, traits, converge):
+        kind, proxy, host, traits, converge):
     """A re-run compares the controller's digest with the one recorded on the host (not the binary itself): a
     binary changed since the record was written must not be vouched for by it."""
-    record = "/var/lib/immich-proxy/%s.binary.sha1" % proxy
-    if not host.file(record).exists:
-        pytest.skip("does not apply: this host's proxy is not a binary from the controller (no %s)" % record)
+    host_vars = json.loads(run([ansible_bin("ansible-inventory"), "-i", converge.inventory,
+                                "--host", converge.container], env=ansible_env()).stdout)
+    if host_vars.get("%s_install" % kind) != "binary":
+        pytest.skip("does not apply: %s_install is not binary on this host" % kind)
+    record = "/var/lib/immich-proxy/%s.binary.sha1" % kind
+    assert host.file(record).exists, "no record of the binary's digest: every run would hash it on the host"
     recorded, binary = host.file(record).content_string.split()
     assert sh(host, "sha1sum %s" % binary).stdout.split()[0] == recorded
     # the same size, one byte else, moved in as a new file (the running service keeps the old one open)

@@ -304,6 +304,34 @@ def test_a_recorded_binary_digest_vouches_for_the_binary_only_until_the_binary_c
     assert recorded_binary_sha1(record, binary) is None
 
 
+def test_the_record_is_held_to_the_binary_s_ctime_not_its_mtime_and_must_be_strictly_newer(tmp_path):
+    record, binary, digest = _record(tmp_path)
+    # a binary copied in with its old time kept (cp -p, rsync -t): the mtime is from before the record, the ctime not
+    older = os.stat(record).st_mtime_ns - 5 * 10 ** 9
+    os.utime(binary, ns=(older, older))
+    changed = os.stat(binary).st_ctime_ns
+    between = changed - 10 ** 6
+    os.utime(record, ns=(between, between))
+    assert os.stat(binary).st_mtime_ns < os.stat(record).st_mtime_ns < os.stat(binary).st_ctime_ns
+    assert recorded_binary_sha1(record, binary) is None
+    # dated the same nanosecond as the binary's change: not after it
+    os.utime(record, ns=(changed, changed))
+    assert recorded_binary_sha1(record, binary) is None
+    os.utime(record, ns=(changed + 1, changed + 1))
+    assert recorded_binary_sha1(record, binary) == digest
+
+
+def test_a_link_at_the_binary_s_path_is_not_vouched_for(tmp_path):
+    record, binary, digest = _record(tmp_path)
+    target = tmp_path / "packaged"
+    os.rename(binary, str(target))
+    os.symlink(str(target), binary)
+    # the link and its target older than the record: still no binary the role copied
+    stamp = max(os.lstat(binary).st_ctime_ns, os.stat(binary).st_ctime_ns) + 10 ** 9
+    os.utime(record, ns=(stamp, stamp))
+    assert recorded_binary_sha1(record, binary) is None
+
+
 @pytest.mark.parametrize("damage", ["other path", "not a digest", "no binary", "no record", "two lines"])
 def test_a_record_that_does_not_name_the_installed_binary_vouches_for_nothing(tmp_path, damage):
     record, binary, digest = _record(tmp_path)
