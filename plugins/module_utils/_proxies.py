@@ -98,6 +98,10 @@ class Proxy:
     # where the role installs a binary from the controller (<kind>_binary_src), if it can: the
     # settings module reads the digest recorded for it (host.binary_sha1), so a re-run need not hash it
     controller_binary = None
+    # files (or directories of files) the service reads only when it starts, which the role stops it for when it
+    # changes them: one changed after the running service started (a run that failed before the restart) makes
+    # the settings module say so (host.restart_pending), and the role restarts it then
+    start_files = ()
     # whether the proxy answers HTTP on the host itself (a tunnel connects out instead)
     listens = True
     # role variables whose values are secrets: given to the settings module as
@@ -428,6 +432,9 @@ class Caddy(Proxy):
     user = "caddy"
     binary = "caddy"
     controller_binary = "/usr/local/bin/caddy"
+    # the binary of either install path, the role's unit or the drop-in for Debian's
+    start_files = ("/usr/local/bin/caddy", "/usr/bin/caddy", "/etc/systemd/system/caddy.service",
+                   "/etc/systemd/system/caddy.service.d")
     strategy = "reload"
     acme = "builtin"
     deploy_hook = None
@@ -556,6 +563,8 @@ class Traefik(Proxy):
     user = "traefik"
     version_args = ("version",)
     controller_binary = "/usr/local/bin/traefik"
+    start_files = ("/usr/local/bin/traefik", "/etc/systemd/system/traefik.service",
+                   "/usr/local/lib/traefik/plugins-local")
     config_path = "/etc/traefik/traefik.yml"
     # the unit copies the static file here before Traefik reads it (ExecStartPre)
     loaded_config_path = "/run/traefik/static.yml"
@@ -1264,7 +1273,50 @@ def host_facts(adapter, module, os_release="/etc/os-release", state_dir=DEFAULT_
             "pretty_name": release.get("PRETTY_NAME") or release.get("ID") or "an unknown system",
             "architecture": machine, "packages": packages, "user_exists": _account_exists(adapter.user),
             "proxy_version": _binary_version(adapter, module),
-            "binary_record": record, "binary_sha1": record and recorded_binary_sha1(record, adapter.controller_binary)}
+            "binary_record": record, "binary_sha1": record and recorded_binary_sha1(record, adapter.controller_binary),
+            "restart_pending": changed_since_start(adapter, module)}
+
+
+def changed_since_start(adapter, module):
+    """Whether one of the adapter's start_files changed after the running service started.
+
+    The role stops the service when it writes a new binary, unit or plugin, and
+    the serve step starts it; a run that failed in between left the old one
+    running, and the next run writes nothing new. The file's ctime (any write,
+    replacement, chmod or chown sets it) against systemd's start of the main
+    process says so. None where the adapter names no such files or the service
+    is not running (it starts on what is on disk).
+    """
+    systemctl = module.get_bin_path("systemctl") if adapter.start_files else None
+    if not systemctl:
+        return None
+    rc, out, _err = module.run_command([systemctl, "show", adapter.service + ".service", "--property=MainPID",
+                                        "--property=ExecMainStartTimestampMonotonic"])
+    shown = dict(line.partition("=")[::2] for line in out.splitlines())
+    try:
+        pid, started_us = int(shown["MainPID"]), int(shown["ExecMainStartTimestampMonotonic"])
+    except (KeyError, ValueError):
+        return None
+    if rc != 0 or pid == 0 or started_us == 0:
+        return None
+    # systemd's monotonic clock is Python's: the start on the wall clock that ctimes are on
+    started = time.time_ns() - (time.monotonic_ns() - started_us * 1000)
+    for top in adapter.start_files:
+        for path in _files_under(top):
+            try:
+                if os.lstat(path).st_ctime_ns > started:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _files_under(top):
+    """top, and everything under it when it is a directory (not following links)."""
+    yield top
+    for directory, dirs, files in os.walk(top):
+        for name in dirs + files:
+            yield os.path.join(directory, name)
 
 
 def _account_exists(name):

@@ -634,6 +634,14 @@ settings:
               of hashing the binary on the host.
           type: str
           sample: 0ea3bd2bf4f2e4ac7e9e3f6b5d2f1f0c9a8b7c6d
+        restart_pending:
+          description:
+            - Whether a file the service reads only when it starts (Traefik's binary, unit and local plugin; Caddy's
+              binary, unit and drop-in) changed after the running service started, as when a run failed after
+              writing it and before the restart; the role restarts the service then. Null for a proxy without such
+              files, or a service that is not running.
+          type: bool
+          sample: false
 """
 
 import copy

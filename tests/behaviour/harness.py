@@ -56,6 +56,8 @@ KINDS = {
         # for a role that downloads a release and checks its published checksum: a shell script that puts a
         # release with a wrong checksum on the scenario's mirror, the role variables that install it, and the
         # binary that must stay as it is; None where the role installs no release
+        # files the proxy reads only when it starts, touched as a run that failed before the restart leaves them
+        "start_files_touch": None,
         "tampered_release": None,
         # answers HTTP on the host itself (a tunnel does not)
         # the smuggling attacks (test_attacks.py) this kind's HTTP parser resolves as RFC 9112 allows instead of
@@ -144,6 +146,7 @@ server {
         "switch_to": None,
         "pool_settles": 0,
         "timeout_change_restarts": False,
+        "start_files_touch": None,
         "tampered_release": None,
         "normalises": ["obs-fold in an ordinary header"],
         "listens": True,
@@ -189,6 +192,10 @@ Listen 8180
         "switch_to": None,
         "pool_settles": 10,
         "timeout_change_restarts": False,
+        # files Caddy reads only when it starts (the unit of either install path), touched as a run that failed
+        # before the restart leaves them
+        "start_files_touch": ("touch -c /etc/systemd/system/caddy.service "
+                              "/etc/systemd/system/caddy.service.d/immich-proxy.conf"),
         "tampered_release": None,
         "normalises": GO_NORMALISES,
         "listens": True,
@@ -233,6 +240,9 @@ http://photos.immich.test:8180 {
         "switch_to": None,
         "pool_settles": 10,
         "timeout_change_restarts": True,
+        # a file of the local plugin Traefik loads only when it starts, touched as a run that failed before the
+        # restart leaves it
+        "start_files_touch": "find /usr/local/lib/traefik/plugins-local -name '*.go' -exec touch {} +",
         "tampered_release": {
             # the scenario's mirror (molecule/traefik/prepare.yml) in GitHub's layout
             "script": ("cd /srv/traefik-mirror && mkdir -p v3.7.99 && "
@@ -312,6 +322,7 @@ http:
         "pool_settles": 0,
         # nothing of cloudflared's config follows immich_proxy_timeout (Cloudflare's edge waits 100 s, fixed)
         "timeout_change_restarts": False,
+        "start_files_touch": None,
         "tampered_release": None,
         "normalises": [],
         "listens": False,

@@ -107,6 +107,26 @@ def test_a_new_timeout_is_taken_without_a_restart_or_one_said_before_it_happens(
 
 
 @pytest.mark.disruptive
+def test_a_start_file_changed_after_the_proxy_started_gets_it_restarted_said_first(proxy, host, traits, converge):
+    """A run that wrote a new binary, unit or plugin and failed before the restart left the old one running: the
+    next run writes nothing new, and must still restart it (and say so first)."""
+    if traits["start_files_touch"] is None:
+        pytest.skip("does not apply: the proxy reads every file again when it reloads (trait start_files_touch is "
+                    "None)")
+    converge()
+    main_pid = "systemctl show --property=MainPID --value %s" % traits["service"]
+    before = sh(host, main_pid).stdout.strip()
+    sh(host, traits["start_files_touch"])
+    result = converge()
+    after = sh(host, main_pid).stdout.strip()
+    assert after != before, "the proxy kept running (main PID %s) on what it read before the file changed" % before
+    assert "started (a run stopped before restarting it): " in result.output, result.output[-3000:]
+    assert_serving(proxy, host, traits)
+    converge()
+    assert sh(host, main_pid).stdout.strip() == after, "the run after the restart restarted the proxy again"
+
+
+@pytest.mark.disruptive
 @pytest.mark.needs(listens=True)
 def test_a_release_that_does_not_match_its_published_checksum_is_refused(proxy, host, traits, converge):
     tampered = traits["tampered_release"]

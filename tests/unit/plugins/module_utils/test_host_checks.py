@@ -5,6 +5,7 @@ from __future__ import annotations
 import grp
 import hashlib
 import os
+import time
 
 import pytest
 import yaml
@@ -330,6 +331,56 @@ def test_a_link_at_the_binary_s_path_is_not_vouched_for(tmp_path):
     stamp = max(os.lstat(binary).st_ctime_ns, os.stat(binary).st_ctime_ns) + 10 ** 9
     os.utime(record, ns=(stamp, stamp))
     assert recorded_binary_sha1(record, binary) is None
+
+
+class Systemd:
+    """systemctl show of a service whose main process started `ago` seconds before now (None: not running), or at
+    the monotonic time `at` (ns)."""
+
+    def __init__(self, ago=0, at=None):
+        self.ago, self.at = ago, at
+
+    def get_bin_path(self, name, opt_dirs=None):
+        return "/usr/bin/" + name
+
+    def run_command(self, argv, handle_exceptions=True):
+        assert argv[:3] == ["/usr/bin/systemctl", "show", "traefik.service"]
+        if self.ago is None:
+            return 0, "MainPID=0\nExecMainStartTimestampMonotonic=0\n", ""
+        started = (self.at if self.at is not None else time.monotonic_ns() - int(self.ago * 10 ** 9)) // 1000
+        return 0, "MainPID=4242\nExecMainStartTimestampMonotonic=%d\n" % started, ""
+
+
+def test_a_start_file_changed_after_the_service_started_means_a_restart_is_pending(tmp_path, monkeypatch):
+    plugin = tmp_path / "plugins-local" / "src" / "immichguard"
+    plugin.mkdir(parents=True)
+    unit = tmp_path / "traefik.service"
+    unit.write_text("[Service]\n")
+    time.sleep(0.05)
+    started = time.monotonic_ns()
+    time.sleep(0.05)
+    # only the plugin's file, deep in its directory, was written after that start
+    (plugin / "guard.go").write_text("package immichguard\n")
+    monkeypatch.setattr(PROXIES["traefik"], "start_files", (str(unit), str(tmp_path / "plugins-local"),
+                                                             str(tmp_path / "no-binary-yet")))
+    # written before the service started: nothing pending
+    assert _proxies.changed_since_start(PROXIES["traefik"], Systemd(ago=-5)) is False
+    assert _proxies.changed_since_start(PROXIES["traefik"], Systemd(at=started)) is True
+    # not running: it starts on what is on disk
+    assert _proxies.changed_since_start(PROXIES["traefik"], Systemd(ago=None)) is None
+    # nginx reads every file again on a reload: no start files, not asked
+    assert _proxies.changed_since_start(PROXIES["nginx"], Systemd(ago=5)) is None
+
+
+def test_a_chmod_of_a_start_file_counts_and_an_old_mtime_does_not_hide_it(tmp_path, monkeypatch):
+    unit = tmp_path / "traefik.service"
+    unit.write_text("[Service]\n")
+    monkeypatch.setattr(PROXIES["traefik"], "start_files", (str(unit),))
+    time.sleep(0.05)
+    before = Systemd(ago=0.02)
+    assert _proxies.changed_since_start(PROXIES["traefik"], before) is False
+    os.utime(str(unit), ns=(0, 0))  # an old mtime, set now: the ctime is now
+    assert _proxies.changed_since_start(PROXIES["traefik"], before) is True
 
 
 @pytest.mark.parametrize("damage", ["other path", "not a digest", "no binary", "no record", "two lines"])

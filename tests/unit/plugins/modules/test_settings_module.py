@@ -36,7 +36,8 @@ def free_host(monkeypatch):
 
 DEBIAN = {"os_family": "Debian", "supported": True, "pretty_name": "Debian GNU/Linux 12 (bookworm)",
           "architecture": "x86_64", "packages": {"nginx": "1.22.1-9+deb12u3", "certbot": None}, "user_exists": None,
-          "proxy_version": None, "binary_record": None, "binary_sha1": None}
+          "proxy_version": None, "binary_record": None, "binary_sha1": None,
+          "restart_pending": None}
 
 
 def test_the_host_facts_come_back_and_an_unsupported_host_is_refused_before_a_deploy(run_module, monkeypatch):
