@@ -239,8 +239,9 @@ class Proxy:
         unit = self.service + ".service"
         return all(any(holder[2] == unit for holder in held.get(port, ())) for port in ports)
 
-    def pending_action(self):
-        """What taking the config on disk means for the running service: "reloaded" or "restarted" (drops)."""
+    def pending_action(self, changes=()):
+        """What taking the config on disk, with ``changes`` (FileChange: check mode's) applied, means for the running
+        service: "reloaded" or "restarted" (drops)."""
         return ACTIONS[self.strategy]
 
     def reload_drops(self):
@@ -765,15 +766,18 @@ class Traefik(Proxy):
         _text, static, dynamic = self._tree()
         return self.live_view() == self._throwaway(static, dynamic)
 
-    def restart_pending(self):
-        """The static file differs from the one the running Traefik started with (or that is unknown)."""
+    def restart_pending(self, changes=()):
+        """The static file (on disk, or as ``changes`` would write it) differs from the one the running Traefik
+        started with (or that is unknown)."""
+        static = next((c.content for c in changes if c.path == self.config_path), None)
         try:
-            return self._read(self.loaded_config_path) != self._read(self.config_path)
-        except OSError:
+            loaded = self._read(self.loaded_config_path)
+            return loaded != (static.decode("utf-8") if static is not None else self._read(self.config_path))
+        except (OSError, UnicodeDecodeError):
             return True
 
-    def pending_action(self):
-        return "restarted" if self.restart_pending() else "reloaded"
+    def pending_action(self, changes=()):
+        return "restarted" if self.restart_pending(changes) else "reloaded"
 
     def take_config(self):
         if self.restart_pending():

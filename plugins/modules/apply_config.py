@@ -273,7 +273,7 @@ def _apply_files(module, proxy, made):
         "diff": [d.diff() for d in made] + [c.diff() for c in pending],
     }
     if not pending or module.check_mode:
-        return _with_load(module, proxy, result, would_change=bool(pending))
+        return _with_load(module, proxy, result, would_change=pending)
     validate = module.params["validate"]
     if validate:
         try:
@@ -297,15 +297,16 @@ def _apply_files(module, proxy, made):
     return _with_load(module, proxy, result)
 
 
-def _with_load(module, proxy, result, would_change=False):
-    """The result, with how the service will take the config on disk when the caller watches files."""
+def _with_load(module, proxy, result, would_change=()):
+    """The result, with how the service will take the config on disk when the caller watches files (in check
+    mode, with the changes that would be made: would_change)."""
     if module.params["watch"] is None:
         return result
     if not proxy.installed():
         action = "started"
     elif would_change:
-        # check mode: the files on disk are still the old ones
-        action = "started" if not proxy.is_running() else proxy.pending_action()
+        # check mode: the files on disk are still the old ones; the adapter weighs the changes (Traefik's static file)
+        action = "started" if not proxy.is_running() else proxy.pending_action(would_change)
     else:
         action = load_plan(proxy, LoadedState(module.params["state_dir"], proxy.name), module.params["watch"])[0]
     result["load"] = {"action": action, "drops": proxy.reload_drops() if action == "reloaded" else None}

@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils import _proxies
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import normalise
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._transaction import FileChange
 
 
 class Module:
@@ -78,6 +79,22 @@ def test_a_static_change_is_a_restart_and_a_dynamic_one_a_reload(tmp_path):
     assert proxy.pending_action() == "reloaded"
     (tmp_path / "traefik.yml").write_text('{"log": {}}')
     assert proxy.pending_action() == "restarted"
+
+
+def test_in_check_mode_a_static_change_not_yet_on_disk_is_a_restart(tmp_path):
+    proxy = _proxies.get_proxy("traefik", Module({}))
+    proxy.config_path = str(tmp_path / "traefik.yml")
+    proxy.loaded_config_path = str(tmp_path / "loaded.yml")
+    for path in (proxy.config_path, proxy.loaded_config_path):
+        with open(path, "w") as handle:
+            handle.write("{}")
+    static = FileChange(proxy.config_path, '{"log": {}}', "0644", "root", "root", check_mode=True)
+    dynamic = FileChange(str(tmp_path / "dynamic.yml"), '{"http": {}}', "0644", "root", "root", check_mode=True)
+    assert proxy.pending_action([dynamic]) == "reloaded"
+    assert proxy.pending_action([dynamic, static]) == "restarted"
+    # the same static file as the running one: a reload
+    assert proxy.pending_action([FileChange(proxy.config_path, "{}", "0644", "root", "root", check_mode=True)]) \
+        == "reloaded"
 
 
 @pytest.mark.parametrize("kind", sorted(_proxies.PROXIES))

@@ -115,6 +115,24 @@ def test_apply_config_in_check_mode_says_the_changed_files_would_be_reloaded(tmp
     assert (tmp_path / "immich.conf").read_text() == "server {}\n"
 
 
+def test_apply_config_in_check_mode_lets_the_adapter_weigh_the_files_it_would_change(tmp_path, nginx, run_module,
+                                                                                      monkeypatch):
+    """Traefik's static file takes a restart: in check mode it is not on disk yet, so the adapter is shown it."""
+    (tmp_path / "state").mkdir()
+    _apply(tmp_path, run_module, "server {}\n")
+    run_module(reload_service, {"kind": "nginx", "state_dir": str(tmp_path / "state")})
+    weighed = []
+
+    def pending_action(self, changes=()):
+        weighed.extend((c.path, c.content) for c in changes)
+        return "restarted" if any(b"listen 81" in c.content for c in changes) else "reloaded"
+
+    monkeypatch.setattr(nginx, "pending_action", pending_action)
+    result, failed = _apply(tmp_path, run_module, "server { listen 81; }\n", check_mode=True)
+    assert not failed and result["load"]["action"] == "restarted"
+    assert weighed == [(str(tmp_path / "immich.conf"), b"server { listen 81; }\n")]
+
+
 def test_apply_config_without_watch_says_nothing_of_the_service(tmp_path, nginx, run_module):
     result, failed = run_module(apply_config, dict(kind="nginx", state_dir=str(tmp_path), files=[
         {"path": str(tmp_path / "immich.conf"), "content": "x", "owner": ME, "group": MY_GROUP}]))
