@@ -154,14 +154,19 @@ def first_converge(inventory, forks=5):
 
 
 def noop_runs(inventory, forks=5, count=3):
-    """(median seconds, the most any run changed, the median run's output, every run's seconds) of no-op re-runs.
+    """(median seconds, the most any run changed, the median run's output, every run's seconds, the median run's
+    busy CPU seconds of the machine) of no-op re-runs.
 
     One run is at the mercy of whatever else the shared machine does in those seconds; the first converge can only
     be measured once per host, its re-runs several times.
     """
-    runs = [playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"), forks=forks) for _round in range(count)]
+    runs = []
+    for _round in range(count):
+        busy = busy_cpu_seconds()
+        runs.append(playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"), forks=forks)
+                    + (busy_cpu_seconds() - busy,))
     median = sorted(runs, key=lambda run: run[0])[count // 2]
-    return median[0], max(run[1] for run in runs), median[2], [run[0] for run in runs]
+    return median[0], max(run[1] for run in runs), median[2], [run[0] for run in runs], median[3]
 
 
 def profile_lines(output, top=8):
@@ -267,10 +272,11 @@ def bench_kind(kind, traits, size, inventory_dir):
         playbook(inventory, os.path.join(ROOT, "tests", "immich_double", "install.yml"))
         log("%s: first converge of site.yml" % kind)
         first, first_cpu = first_converge(inventory)
-        again, changed, output, rounds = noop_runs(inventory)
+        again, changed, output, rounds, again_cpu = noop_runs(inventory)
         # the profile from one more run: the callback's own cost stays out of the timed ones
         _seconds, _changed, profiled = playbook(inventory, os.path.join(ROOT, "playbooks", "site.yml"), profile=True)
-        found["ansible"] = {"first_s": first, "first_cpu_s": first_cpu, "noop_s": again, "noop_changed": changed,
+        found["ansible"] = {"first_s": first, "first_cpu_s": first_cpu, "noop_s": again, "noop_cpu_s": again_cpu,
+                            "noop_changed": changed,
                             "noop_rounds": rounds,
                             "noop_profile": profile_lines(profiled), "noop_calls": module_calls(output)}
         log("%s: first converge %.1f s, no-op re-run %.1f s (median of %s; changed=%d)"
@@ -383,8 +389,8 @@ def bench_fleet(count, inventory_dir):
         playbook(inventory, os.path.join(ROOT, "tests", "immich_double", "install.yml"), forks=count)
         log("fleet: first converge of site.yml on %d hosts" % count)
         first, first_cpu = first_converge(inventory, forks=count)
-        again, changed, _output, rounds = noop_runs(inventory, forks=count)
-        return {"hosts": count, "first_s": first, "first_cpu_s": first_cpu, "noop_s": again,
+        again, changed, _output, rounds, again_cpu = noop_runs(inventory, forks=count)
+        return {"hosts": count, "first_s": first, "first_cpu_s": first_cpu, "noop_s": again, "noop_cpu_s": again_cpu,
                 "noop_changed": changed, "noop_rounds": rounds}
     finally:
         remove_containers(names)

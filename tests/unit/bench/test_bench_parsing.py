@@ -148,6 +148,10 @@ def test_the_fleet_row_says_what_the_machine_s_cores_allowed():
     row = next(row for row in report.verdicts(results) if row[1] == "first converge of 8 hosts against one")
     assert row[2] == ("40.0 s / 10.0 s = 4.00; the run kept the machine's 2 cores 95% busy (76 CPU-seconds): on 2 "
                       "cores that work takes at least 38.0 s, 3.80 times one host") and row[4] is False
+    results["fleet"]["noop_cpu_s"] = 7.2
+    row = next(row for row in report.verdicts(results) if row[1] == "no-op re-run of 8 hosts against one")
+    assert row[2] == ("4.0 s / 2.0 s = 2.00; the run kept the machine's 2 cores 90% busy (7 CPU-seconds): on 2 "
+                      "cores that work takes at least 3.6 s, 1.80 times one host") and row[4] is True
     del results["cores"]
     row = next(row for row in report.verdicts(results) if row[1] == "first converge of 8 hosts against one")
     assert row[2] == "40.0 s / 10.0 s = 4.00"
