@@ -98,9 +98,9 @@ class Proxy:
     # where the role installs a binary from the controller (<kind>_binary_src), if it can: the
     # settings module reads the digest recorded for it (host.binary_sha1), so a re-run need not hash it
     controller_binary = None
-    # files (or directories of files) the service reads only when it starts, which the role stops it for when it
-    # changes them: one changed after the running service started (a run that failed before the restart) makes
-    # the settings module say so (host.restart_pending), and the role restarts it then
+    # files (or directories of files) the role writes that the service reads only when it starts, which the role
+    # stops it for when it changes them: one changed after the running service started (a run that failed before
+    # the restart) makes the settings module say so (host.restart_pending), and the role restarts it then
     start_files = ()
     # whether the proxy answers HTTP on the host itself (a tunnel connects out instead)
     listens = True
@@ -433,9 +433,10 @@ class Caddy(Proxy):
     user = "caddy"
     binary = "caddy"
     controller_binary = "/usr/local/bin/caddy"
-    # the binary of either install path, the role's unit or the drop-in for Debian's
+    # the binary of either install path, the role's unit or its drop-in for Debian's (not the drop-in directory:
+    # a drop-in of someone else's is theirs to restart for)
     start_files = ("/usr/local/bin/caddy", "/usr/bin/caddy", "/etc/systemd/system/caddy.service",
-                   "/etc/systemd/system/caddy.service.d")
+                   "/etc/systemd/system/caddy.service.d/immich-proxy.conf")
     strategy = "reload"
     acme = "builtin"
     deploy_hook = None

@@ -333,6 +333,20 @@ def test_a_link_at_the_binary_s_path_is_not_vouched_for(tmp_path):
     assert recorded_binary_sha1(record, binary) is None
 
 
+@pytest.mark.parametrize("kind, names", [
+    ("caddy", ["__caddy_own_binary", "__caddy_package_binary", "__caddy_unit_path", "__caddy_dropin_path"]),
+    ("traefik", ["__traefik_binary", "__traefik_unit_path"]),
+])
+def test_the_start_files_are_the_files_the_role_writes(kind, names):
+    roles = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "roles")
+    with open(os.path.join(roles, kind, "vars", "Debian.yml")) as handle:
+        paths = yaml.safe_load(handle)
+    expected = [paths[name] for name in names]
+    if kind == "traefik":
+        expected.append(PROXIES["traefik"].workdir + "/plugins-local")
+    assert sorted(PROXIES[kind].start_files) == sorted(expected)
+
+
 class Systemd:
     """systemctl show of a service whose main process started `ago` seconds before now (None: not running), or at
     the monotonic time `at` (ns)."""
