@@ -33,6 +33,7 @@ import pwd
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -565,8 +566,9 @@ class Traefik(Proxy):
     user = "traefik"
     version_args = ("version",)
     controller_binary = "/usr/local/bin/traefik"
+    # (the role's plugin only: someone else's beside it is theirs to restart for)
     start_files = ("/usr/local/bin/traefik", "/etc/systemd/system/traefik.service",
-                   "/usr/local/lib/traefik/plugins-local")
+                   "/usr/local/lib/traefik/plugins-local/src/github.com/homelab/immichguard")
     config_path = "/etc/traefik/traefik.yml"
     # the unit copies the static file here before Traefik reads it (ExecStartPre)
     loaded_config_path = "/run/traefik/static.yml"
@@ -1245,7 +1247,8 @@ def host_facts(adapter, module, os_release="/etc/os-release", state_dir=DEFAULT_
     packages -> its installed version, or None (dpkg's database, one query;
     empty where there is no dpkg); binary_record and binary_sha1: where the
     role records the digest of a binary from the controller, and the digest
-    that record still vouches for (None where it does not, see _state.py).
+    that record still vouches for (None where it does not, see _state.py);
+    restart_pending: see changed_since_start().
     """
     release = {}
     try:
@@ -1287,16 +1290,21 @@ def changed_since_start(adapter, module):
 
     The role stops the service when it writes a new binary, unit or plugin, and
     the serve step starts it; a run that failed in between left the old one
-    running, and the next run writes nothing new. The file's ctime (any write,
-    replacement, chmod or chown sets it) against systemd's start of the main
-    process says so. None where the adapter names no such files or the service
-    is not running (it starts on what is on disk).
+    running, and the next run writes nothing new. A regular file's ctime (any
+    write, replacement, chmod or chown sets it) against systemd's start of the
+    main process says so (directories do not count: a mode set back, or a file
+    added beside the role's, is no reason), and so does systemd saying the unit
+    changed on disk since it loaded it (a service it restarted on its own since
+    still runs the old unit). None where the adapter names no such files, the
+    service is not running (it starts on what is on disk), or systemd cannot be
+    asked.
     """
     systemctl = module.get_bin_path("systemctl") if adapter.start_files else None
     if not systemctl:
         return None
     rc, out, _err = module.run_command([systemctl, "show", adapter.service + ".service", "--property=MainPID",
-                                        "--property=ExecMainStartTimestampMonotonic"])
+                                        "--property=ExecMainStartTimestampMonotonic",
+                                        "--property=NeedDaemonReload"])
     shown = dict(line.partition("=")[::2] for line in out.splitlines())
     try:
         pid, started_us = int(shown["MainPID"]), int(shown["ExecMainStartTimestampMonotonic"])
@@ -1304,23 +1312,28 @@ def changed_since_start(adapter, module):
         return None
     if rc != 0 or pid == 0 or started_us == 0:
         return None
-    # systemd's monotonic clock is Python's: the start on the wall clock that ctimes are on
-    started = time.time_ns() - (time.monotonic_ns() - started_us * 1000)
+    if shown.get("NeedDaemonReload") == "yes":
+        return True
+    # systemd's monotonic clock is Python's: the start on the wall clock that ctimes are on (the monotonic clock
+    # read first: a delay between the two reads makes the start later, never earlier)
+    since = time.monotonic_ns() - started_us * 1000
+    started = time.time_ns() - since
     for top in adapter.start_files:
         for path in _files_under(top):
             try:
-                if os.lstat(path).st_ctime_ns > started:
-                    return True
+                found = os.lstat(path)
             except OSError:
                 continue
+            if stat.S_ISREG(found.st_mode) and found.st_ctime_ns > started:
+                return True
     return False
 
 
 def _files_under(top):
-    """top, and everything under it when it is a directory (not following links)."""
+    """top, and every file under it when it is a directory (not following links)."""
     yield top
-    for directory, dirs, files in os.walk(top):
-        for name in dirs + files:
+    for directory, _dirs, files in os.walk(top):
+        for name in files:
             yield os.path.join(directory, name)
 
 

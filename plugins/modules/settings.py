@@ -636,10 +636,11 @@ settings:
           sample: 0ea3bd2bf4f2e4ac7e9e3f6b5d2f1f0c9a8b7c6d
         restart_pending:
           description:
-            - Whether a file the service reads only when it starts (Traefik's binary, unit and local plugin; Caddy's
-              binary, unit and drop-in) changed after the running service started, as when a run failed after
-              writing it and before the restart; the role restarts the service then. Null for a proxy without such
-              files, or a service that is not running.
+            - Whether a file the role writes that the service reads only when it starts (Traefik's binary, unit and
+              local plugin; Caddy's binary, unit and drop-in) changed after the running service started (its ctime),
+              or systemd has not loaded the unit as it is on disk, as when a run failed after writing one and before
+              the restart; the role restarts the service then. Null for a proxy without such files, a service that
+              is not running, or where systemd cannot be asked.
           type: bool
           sample: false
 """

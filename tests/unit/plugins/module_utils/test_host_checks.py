@@ -334,6 +334,7 @@ def test_a_link_at_the_binary_s_path_is_not_vouched_for(tmp_path):
 
 
 @pytest.mark.parametrize("kind, names", [
+    # Debian's package's binary too: the role installs the package
     ("caddy", ["__caddy_own_binary", "__caddy_package_binary", "__caddy_unit_path", "__caddy_dropin_path"]),
     ("traefik", ["__traefik_binary", "__traefik_unit_path"]),
 ])
@@ -343,7 +344,7 @@ def test_the_start_files_are_the_files_the_role_writes(kind, names):
         paths = yaml.safe_load(handle)
     expected = [paths[name] for name in names]
     if kind == "traefik":
-        expected.append(PROXIES["traefik"].workdir + "/plugins-local")
+        expected.append(PROXIES["traefik"].workdir + "/plugins-local/src/github.com/homelab/immichguard")
     assert sorted(PROXIES[kind].start_files) == sorted(expected)
 
 
@@ -353,6 +354,7 @@ class Systemd:
 
     def __init__(self, ago=0, at=None):
         self.ago, self.at = ago, at
+        self.need_daemon_reload = "no"
 
     def get_bin_path(self, name, opt_dirs=None):
         return "/usr/bin/" + name
@@ -360,9 +362,10 @@ class Systemd:
     def run_command(self, argv, handle_exceptions=True):
         assert argv[:3] == ["/usr/bin/systemctl", "show", "traefik.service"]
         if self.ago is None:
-            return 0, "MainPID=0\nExecMainStartTimestampMonotonic=0\n", ""
+            return 0, "MainPID=0\nExecMainStartTimestampMonotonic=0\nNeedDaemonReload=no\n", ""
         started = (self.at if self.at is not None else time.monotonic_ns() - int(self.ago * 10 ** 9)) // 1000
-        return 0, "MainPID=4242\nExecMainStartTimestampMonotonic=%d\n" % started, ""
+        return 0, "MainPID=4242\nExecMainStartTimestampMonotonic=%d\nNeedDaemonReload=%s\n" % (
+            started, self.need_daemon_reload), ""
 
 
 def test_a_start_file_changed_after_the_service_started_means_a_restart_is_pending(tmp_path, monkeypatch):
@@ -375,8 +378,8 @@ def test_a_start_file_changed_after_the_service_started_means_a_restart_is_pendi
     time.sleep(0.05)
     # only the plugin's file, deep in its directory, was written after that start
     (plugin / "guard.go").write_text("package immichguard\n")
-    monkeypatch.setattr(PROXIES["traefik"], "start_files", (str(unit), str(tmp_path / "plugins-local"),
-                                                             str(tmp_path / "no-binary-yet")))
+    start_files = (str(unit), str(tmp_path / "plugins-local"), str(tmp_path / "no-binary-yet"))
+    monkeypatch.setattr(PROXIES["traefik"], "start_files", start_files)
     # written before the service started: nothing pending
     assert _proxies.changed_since_start(PROXIES["traefik"], Systemd(ago=-5)) is False
     assert _proxies.changed_since_start(PROXIES["traefik"], Systemd(at=started)) is True
@@ -391,10 +394,27 @@ def test_a_chmod_of_a_start_file_counts_and_an_old_mtime_does_not_hide_it(tmp_pa
     unit.write_text("[Service]\n")
     monkeypatch.setattr(PROXIES["traefik"], "start_files", (str(unit),))
     time.sleep(0.05)
-    before = Systemd(ago=0.02)
-    assert _proxies.changed_since_start(PROXIES["traefik"], before) is False
+    started = Systemd(at=time.monotonic_ns())
+    assert _proxies.changed_since_start(PROXIES["traefik"], started) is False
+    time.sleep(0.05)
     os.utime(str(unit), ns=(0, 0))  # an old mtime, set now: the ctime is now
-    assert _proxies.changed_since_start(PROXIES["traefik"], before) is True
+    assert _proxies.changed_since_start(PROXIES["traefik"], started) is True
+
+
+def test_a_directory_is_no_start_file_and_a_unit_systemd_has_not_loaded_is(tmp_path, monkeypatch):
+    plugin = tmp_path / "immichguard"
+    plugin.mkdir()
+    (plugin / "guard.go").write_text("package immichguard\n")
+    monkeypatch.setattr(PROXIES["traefik"], "start_files", (str(plugin),))
+    time.sleep(0.05)
+    started = Systemd(at=time.monotonic_ns())
+    time.sleep(0.05)
+    # a mode set back on the plugin's directory (apply_config's directories), or a file added beside it
+    os.chmod(str(plugin), 0o750)
+    assert _proxies.changed_since_start(PROXIES["traefik"], started) is False
+    # a unit (or drop-in) written but never loaded: systemd restarted the service on its own since
+    started.need_daemon_reload = "yes"
+    assert _proxies.changed_since_start(PROXIES["traefik"], started) is True
 
 
 @pytest.mark.parametrize("damage", ["other path", "not a digest", "no binary", "no record", "two lines"])

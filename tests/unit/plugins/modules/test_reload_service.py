@@ -115,8 +115,8 @@ def test_apply_config_in_check_mode_says_the_changed_files_would_be_reloaded(tmp
     assert (tmp_path / "immich.conf").read_text() == "server {}\n"
 
 
-def test_apply_config_in_check_mode_lets_the_adapter_weigh_the_files_it_would_change(tmp_path, nginx, run_module,
-                                                                                      monkeypatch):
+def test_apply_config_in_check_mode_lets_the_adapter_weigh_the_files_it_would_change(
+        tmp_path, nginx, run_module, monkeypatch):
     """Traefik's static file takes a restart: in check mode it is not on disk yet, so the adapter is shown it."""
     (tmp_path / "state").mkdir()
     _apply(tmp_path, run_module, "server {}\n")
