@@ -652,9 +652,21 @@ class Traefik(Proxy):
         return json.dumps({"static": static_text, "dynamic": dynamic}, sort_keys=True)
 
     # -- the throwaway instance -------------------------------------------------
-    def _throwaway(self, static, dynamic):
-        """Load static + dynamic in a throwaway Traefik: its API view of the config, or ProxyError with why."""
+    def _plugins(self, changes):
+        """The local plugins' files that ``changes`` (FileChange) would write or remove: {path: bytes or None}."""
+        top = os.path.join(self.workdir, "plugins-local") + os.sep
+        return {c.path: c.content for c in changes if c.path.startswith(top) and c.link is None}
+
+    def _throwaway(self, static, dynamic, plugins=None):
+        """Load static + dynamic in a throwaway Traefik: its API view of the config, or ProxyError with why.
+
+        ``plugins`` ({path: bytes, or None to remove}) are local plugin files not on disk yet: the throwaway then
+        runs in a copy of the working directory that has them, so a new plugin is loaded with the config that
+        names it before either is in place."""
         key = json.dumps([static, dynamic], sort_keys=True)
+        if plugins:
+            key += json.dumps(sorted((p, None if c is None else hashlib.sha1(c).hexdigest())
+                                     for p, c in plugins.items()))
         if key in self._seen:
             return self._seen[key]
         scratch = tempfile.mkdtemp(prefix="immich-proxy-traefik-check-")
@@ -686,13 +698,15 @@ class Traefik(Proxy):
             static_file = os.path.join(scratch, "traefik.yml")
             with open(static_file, "w", encoding="utf-8") as handle:
                 json.dump(candidate, handle)
+            workdir = self.workdir if os.path.isdir(self.workdir) else scratch
+            if plugins:
+                workdir = self._overlay(scratch, plugins)
             uid, gid = _user(self.key_reader)
             for root, dirs, files in os.walk(scratch):
                 for entry in [root] + [os.path.join(root, n) for n in dirs + files]:
                     os.chown(entry, uid, -1)
             open(log_path, "a").close()
             os.chown(log_path, uid, -1)
-            workdir = self.workdir if os.path.isdir(self.workdir) else scratch
             # as the service's user (it reads the key), and Traefik itself, so that killing it leaves nothing
             process = subprocess.Popen([self._binary(), "--configFile=%s" % static_file], cwd=workdir,
                                        user=uid, group=gid, extra_groups=[], stdin=subprocess.DEVNULL,
@@ -735,9 +749,26 @@ class Traefik(Proxy):
         self._seen[key] = view["file"]
         return view["file"]
 
+    def _overlay(self, scratch, plugins):
+        """A working directory in scratch: a copy of the local plugins on disk with ``plugins`` written over it."""
+        work = os.path.join(scratch, "work")
+        on_disk = os.path.join(self.workdir, "plugins-local")
+        if os.path.isdir(on_disk):
+            shutil.copytree(on_disk, os.path.join(work, "plugins-local"), symlinks=True)
+        for path, content in plugins.items():
+            target = os.path.join(work, os.path.relpath(path, self.workdir))
+            if content is None:
+                if os.path.lexists(target):
+                    os.unlink(target)
+                continue
+            os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+            with open(target, "wb") as handle:
+                handle.write(content)
+        return work
+
     def precheck(self, changes):
         _text, static, dynamic = self._tree(changes)
-        self._throwaway(static, dynamic)
+        self._throwaway(static, dynamic, self._plugins(changes))
 
     def test(self):
         _text, static, dynamic = self._tree()
@@ -747,7 +778,10 @@ class Traefik(Proxy):
     def test_applied(self):
         """After the swap: the live Traefik (which applied the files as written) must serve them."""
         self.test()
-        if self.is_running() and not self.restart_pending() and not self.wait_until(self.serves_disk, 15):
+        # a live Traefik due a restart (its static file, or a binary, unit or plugin newer than its start) is
+        # started on these files by the role: what it serves until then proves nothing
+        if (self.is_running() and not self.restart_pending() and not changed_since_start(self, self.module)
+                and not self.wait_until(self.serves_disk, 15)):
             raise ProxyError("the running traefik did not take the new dynamic configuration (see 'journalctl "
                              "-u traefik'); the previous files are back")
         return ""

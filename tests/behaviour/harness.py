@@ -58,6 +58,11 @@ KINDS = {
         # binary that must stay as it is; None where the role installs no release
         # files the proxy reads only when it starts, touched as a run that failed before the restart leaves them
         "start_files_touch": None,
+        # a file the proxy loads only when it starts, that it cannot load: {"var": the role's list of its source
+        # files on the controller (a test overrides it with a broken copy), "source": their directory in the
+        # collection, "file", "append": the breakage, "path": where the role installs them, "message": the
+        # refusal}; None where the role checks no such file before it is in place
+        "broken_start_file": None,
         "tampered_release": None,
         # answers HTTP on the host itself (a tunnel does not)
         # the smuggling attacks (test_attacks.py) this kind's HTTP parser resolves as RFC 9112 allows instead of
@@ -147,6 +152,7 @@ server {
         "pool_settles": 0,
         "timeout_change_restarts": False,
         "start_files_touch": None,
+        "broken_start_file": None,
         "tampered_release": None,
         "normalises": ["obs-fold in an ordinary header"],
         "listens": True,
@@ -196,6 +202,8 @@ Listen 8180
         # before the restart leaves them
         "start_files_touch": ("touch -c /etc/systemd/system/caddy.service "
                               "/etc/systemd/system/caddy.service.d/immich-proxy.conf"),
+        # (Caddy's start files are its binary and unit: nothing of them is checked before it is in place)
+        "broken_start_file": None,
         "tampered_release": None,
         "normalises": GO_NORMALISES,
         "listens": True,
@@ -243,6 +251,15 @@ http://photos.immich.test:8180 {
         # a file of the local plugin Traefik loads only when it starts, touched as a run that failed before the
         # restart leaves it
         "start_files_touch": "find /usr/local/lib/traefik/plugins-local -name '*.go' -exec touch {} +",
+        # the local plugin, which the throwaway Traefik loads with the config before either is in place
+        "broken_start_file": {
+            "var": "__traefik_plugin_sources",
+            "source": "roles/traefik/files/plugins-local/src/github.com/homelab/immichguard",
+            "file": "immichguard.go",
+            "append": "\nfunc broken( {\n",
+            "path": "/usr/local/lib/traefik/plugins-local",
+            "message": "Plugins are disabled because an error has occurred",
+        },
         "tampered_release": {
             # the scenario's mirror (molecule/traefik/prepare.yml) in GitHub's layout
             "script": ("cd /srv/traefik-mirror && mkdir -p v3.7.99 && "
@@ -323,6 +340,7 @@ http:
         # nothing of cloudflared's config follows immich_proxy_timeout (Cloudflare's edge waits 100 s, fixed)
         "timeout_change_restarts": False,
         "start_files_touch": None,
+        "broken_start_file": None,
         "tampered_release": None,
         "normalises": [],
         "listens": False,

@@ -128,6 +128,37 @@ def test_a_start_file_changed_after_the_proxy_started_gets_it_restarted_said_fir
 
 
 @pytest.mark.disruptive
+def test_a_start_file_the_proxy_cannot_load_is_refused_before_it_is_in_place(proxy, host, traits, converge,
+                                                                              tmp_path):
+    """A new plugin that does not compile must not replace the working one: the proxy would load it only at its
+    next start, and then serve nothing."""
+    broken = traits["broken_start_file"]
+    if broken is None:
+        pytest.skip("does not apply: the role checks no file the proxy loads only when it starts (trait "
+                    "broken_start_file is None)")
+    converge()
+    source = os.path.join(ROOT, broken["source"])
+    sources = []
+    for name in sorted(os.listdir(source)):
+        with open(os.path.join(source, name), encoding="utf-8") as handle:
+            text = handle.read()
+        if name == broken["file"]:
+            text += broken["append"]
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        sources.append(str(tmp_path / name))
+    installed = "find %s -type f -exec sha1sum {} + | sort" % broken["path"]
+    files = sh(host, installed).stdout
+    before = snapshot(host, traits)
+    result = converge({broken["var"]: sources}, check=False)
+    assert result.returncode != 0, "the role put a %s that does not load in place" % broken["file"]
+    assert broken["message"] in result.output, result.output[-2500:]
+    assert "the previous configuration is still in place" in result.output, result.output[-2500:]
+    assert "restarts to use it" not in result.output, result.output[-2500:]
+    assert sh(host, installed).stdout == files, "the installed files changed"
+    assert_untouched(proxy, host, traits, before)
+
+
+@pytest.mark.disruptive
 @pytest.mark.needs(listens=True)
 def test_a_release_that_does_not_match_its_published_checksum_is_refused(proxy, host, traits, converge):
     tampered = traits["tampered_release"]

@@ -97,6 +97,85 @@ def test_in_check_mode_a_static_change_not_yet_on_disk_is_a_restart(tmp_path):
         == "reloaded"
 
 
+def _traefik_with_plugin(tmp_path):
+    """A Traefik adapter whose working directory (on tmp_path) holds the role's plugin: main.go and go.mod."""
+    proxy = _proxies.get_proxy("traefik", Module({}))
+    proxy.workdir = str(tmp_path / "work")
+    plugin = tmp_path / "work" / "plugins-local" / "src" / "github.com" / "homelab" / "immichguard"
+    plugin.mkdir(parents=True)
+    (plugin / "main.go").write_text("package immichguard // old\n")
+    (plugin / "go.mod").write_text("module github.com/homelab/immichguard\n")
+    return proxy, str(plugin)
+
+
+def test_the_throwaway_traefik_is_given_the_plugin_files_not_in_place_yet(tmp_path):
+    proxy, plugin = _traefik_with_plugin(tmp_path)
+    changes = [
+        FileChange(plugin + "/main.go", "package immichguard // new\n", "0644", "root", "root"),
+        FileChange(plugin + "/go.mod"),  # removed
+        FileChange(plugin + "/.traefik.yml", "import: github.com/homelab/immichguard\n", "0644", "root", "root"),
+        # not a plugin file: the config and the unit are not copied into its working directory
+        FileChange(str(tmp_path / "traefik.service"), "[Unit]\n", "0644", "root", "root"),
+        FileChange(proxy.workdir + "/plugins-localx/a.go", "x", "0644", "root", "root"),
+    ]
+    plugins = proxy._plugins(changes)
+    assert sorted(plugins) == [plugin + "/.traefik.yml", plugin + "/go.mod", plugin + "/main.go"]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    work = proxy._overlay(str(scratch), plugins)
+    copied = scratch / "work" / "plugins-local" / "src" / "github.com" / "homelab" / "immichguard"
+    assert work == str(scratch / "work")
+    assert sorted(p.name for p in copied.iterdir()) == [".traefik.yml", "main.go"]
+    assert (copied / "main.go").read_text() == "package immichguard // new\n"
+    # the files on disk are left as they are
+    assert sorted(p.name for p in (tmp_path / "work" / "plugins-local" / "src" / "github.com" / "homelab"
+                                   / "immichguard").iterdir()) == ["go.mod", "main.go"]
+    with open(plugin + "/main.go") as handle:
+        assert handle.read() == "package immichguard // old\n"
+
+
+def test_a_first_install_gives_the_throwaway_traefik_the_whole_plugin(tmp_path):
+    proxy = _proxies.get_proxy("traefik", Module({}))
+    proxy.workdir = str(tmp_path / "work")  # not there yet
+    path = proxy.workdir + "/plugins-local/src/github.com/homelab/immichguard/main.go"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    work = proxy._overlay(str(scratch), proxy._plugins([FileChange(path, "package immichguard\n", "0644")]))
+    written = tmp_path / "scratch" / "work" / "plugins-local" / "src" / "github.com" / "homelab" / "immichguard"
+    assert work == str(tmp_path / "scratch" / "work")
+    assert (written / "main.go").read_text() == "package immichguard\n"
+
+
+def test_the_precheck_loads_the_new_plugin_with_the_config(tmp_path, monkeypatch):
+    proxy, plugin = _traefik_with_plugin(tmp_path)
+    proxy.config_path = str(tmp_path / "traefik.yml")
+    (tmp_path / "traefik.yml").write_text('{"providers": {"file": {"directory": "%s"}}}' % (tmp_path / "dyn"))
+    loaded = []
+    monkeypatch.setattr(proxy, "_throwaway", lambda static, dynamic, plugins=None: loaded.append(plugins))
+    new = FileChange(plugin + "/main.go", "package immichguard // new\n", "0644", "root", "root")
+    proxy.precheck([new])
+    assert loaded == [{plugin + "/main.go": b"package immichguard // new\n"}]
+    proxy.precheck([FileChange(str(tmp_path / "dyn" / "immich-proxy.yml"), "{}", "0644")])
+    assert loaded[-1] == {}
+
+
+@pytest.mark.parametrize("pending", [True, False])
+def test_a_live_traefik_due_a_restart_for_a_start_file_is_not_waited_for(tmp_path, monkeypatch, pending):
+    """The role restarts a Traefik whose binary, unit or plugin is newer than its start: what the old process
+    serves in the meantime proves nothing (and an older binary may refuse what the new one loads)."""
+    proxy = _proxies.get_proxy("traefik", Module({}))
+    monkeypatch.setattr(proxy, "test", lambda: "")
+    monkeypatch.setattr(proxy, "is_running", lambda: True)
+    monkeypatch.setattr(proxy, "restart_pending", lambda changes=(): False)
+    monkeypatch.setattr(_proxies, "changed_since_start", lambda adapter, module: pending)
+    monkeypatch.setattr(proxy, "wait_until", lambda predicate, seconds: False)
+    if pending:
+        assert proxy.test_applied() == ""
+    else:
+        with pytest.raises(_proxies.ProxyError, match="did not take the new dynamic configuration"):
+            proxy.test_applied()
+
+
 @pytest.mark.parametrize("kind", sorted(_proxies.PROXIES))
 def test_the_adapter_declares_how_it_takes_a_config(kind):
     cls = _proxies.PROXIES[kind]
