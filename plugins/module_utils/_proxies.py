@@ -124,7 +124,8 @@ class Proxy:
                 "deploy_hook": cls.deploy_hook, "key_reader": cls.key_reader,
                 "key_group": cls.key_reader or "root", "key_mode": "0640" if cls.key_reader else "0600",
                 "config_path": cls.config_path, "admin_socket": cls.admin_socket,
-                "loaded_config_path": cls.loaded_config_path, "workdir": cls.workdir, "listens": cls.listens,
+                "loaded_config_path": cls.loaded_config_path, "workdir": cls.workdir,
+                "controller_binary": cls.controller_binary, "listens": cls.listens,
                 "secret_paths": dict(cls.secret_paths),
                 "readiness": dict(cls.readiness) if cls.readiness else None}
 

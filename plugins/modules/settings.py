@@ -563,6 +563,13 @@ settings:
           description: The service's working directory where the adapter names one (Traefik's local plugins), or null.
           type: str
           sample: null
+        controller_binary:
+          description:
+            - Where the role installs a binary from the controller (C(caddy_install), C(traefik_install) or
+              C(cloudflared_install) set to C(binary)), or null for a proxy that has no such install.
+          type: str
+          sample: /usr/local/bin/traefik
+          version_added: 0.7.0
         listens:
           description: Whether the proxy answers HTTP on the host itself (false for a tunnel, which connects out).
           type: bool

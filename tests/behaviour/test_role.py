@@ -128,8 +128,8 @@ def test_a_start_file_changed_after_the_proxy_started_gets_it_restarted_said_fir
 
 
 @pytest.mark.disruptive
-def test_a_start_file_the_proxy_cannot_load_is_refused_before_it_is_in_place(proxy, host, traits, converge,
-                                                                              tmp_path):
+def test_a_start_file_the_proxy_cannot_load_is_refused_before_it_is_in_place(
+        proxy, host, traits, converge, tmp_path):
     """A new plugin that does not compile must not replace the working one: the proxy would load it only at its
     next start, and then serve nothing."""
     broken = traits["broken_start_file"]
