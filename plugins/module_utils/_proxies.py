@@ -701,11 +701,11 @@ class Traefik(Proxy):
                 json.dump(candidate, handle)
             workdir = self.workdir if os.path.isdir(self.workdir) else scratch
             if plugins:
-                workdir = self._overlay(scratch, plugins)
+                workdir = self._overlay(scratch, plugins, self._plugin_roots(static))
             uid, gid = _user(self.key_reader)
             for root, dirs, files in os.walk(scratch):
                 for entry in [root] + [os.path.join(root, n) for n in dirs + files]:
-                    os.chown(entry, uid, -1)
+                    os.chown(entry, uid, -1, follow_symlinks=False)
             open(log_path, "a").close()
             os.chown(log_path, uid, -1)
             # as the service's user (it reads the key), and Traefik itself, so that killing it leaves nothing
@@ -748,23 +748,41 @@ class Traefik(Proxy):
             raise ProxyError("traefik loaded nothing from the dynamic configuration (a throwaway traefik loaded it "
                              "on loopback)")
         self._seen[key] = view["file"]
+        if plugins:
+            # the same files once the swap has put them in place (test_applied): loaded once, not twice
+            self._seen[json.dumps([static, dynamic], sort_keys=True)] = view["file"]
         return view["file"]
 
-    def _overlay(self, scratch, plugins):
-        """A working directory in scratch: a copy of the local plugins on disk with ``plugins`` written over it."""
+    def _plugin_roots(self, static):
+        """The directories of the local plugins the static config loads (plugins-local/src/<moduleName>)."""
+        src = os.path.join(self.workdir, "plugins-local", "src")
+        roots = []
+        for plugin in (((static.get("experimental") or {}).get("localPlugins")) or {}).values():
+            module = plugin.get("moduleName") if isinstance(plugin, dict) else None
+            root = os.path.normpath(os.path.join(src, module)) if isinstance(module, str) and module else None
+            if root and root.startswith(src + os.sep):
+                roots.append(root)
+        return roots
+
+    def _overlay(self, scratch, plugins, roots):
+        """A working directory in scratch: the local plugins the config loads (``roots``), copied from disk as
+        Traefik reads them (links followed: nothing written here reaches the files in place), with ``plugins``
+        written over them."""
         work = os.path.join(scratch, "work")
-        on_disk = os.path.join(self.workdir, "plugins-local")
-        if os.path.isdir(on_disk):
-            shutil.copytree(on_disk, os.path.join(work, "plugins-local"), symlinks=True)
+        for root in roots:
+            if os.path.isdir(root):
+                shutil.copytree(root, os.path.join(work, os.path.relpath(root, self.workdir)), symlinks=False,
+                                ignore_dangling_symlinks=True)
         for path, content in plugins.items():
             target = os.path.join(work, os.path.relpath(path, self.workdir))
-            if content is None:
-                if os.path.lexists(target):
-                    os.unlink(target)
-                continue
-            os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
-            with open(target, "wb") as handle:
-                handle.write(content)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            elif os.path.lexists(target):
+                os.unlink(target)
+            if content is not None:
+                os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+                with open(target, "wb") as handle:
+                    handle.write(content)
         return work
 
     def precheck(self, changes):

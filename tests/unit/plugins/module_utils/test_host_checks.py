@@ -451,8 +451,11 @@ def test_host_facts_give_the_recorded_digest_of_a_binary_from_the_controller(tmp
     ("caddy", "__caddy_own_binary", "caddy/vars/Debian.yml"),
     ("cloudflared", "__cloudflared_binary", "cloudflared/vars/Debian.yml"),
 ])
-def test_the_roles_install_a_binary_from_the_controller_where_the_adapter_reads_its_record(kind, path_var, vars_file):
+def test_the_roles_own_path_of_their_binary_is_where_the_shared_step_installs_it(kind, path_var, vars_file):
+    """tasks_from controller_binary installs to the adapter's controller_binary (settings' proxy.controller_binary);
+    the role runs, checks and restarts what its own variable names."""
     roles = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "roles")
+    assert PROXIES[kind].describe()["controller_binary"] == PROXIES[kind].controller_binary
     with open(os.path.join(roles, vars_file)) as handle:
         value = yaml.safe_load(handle)[path_var]
     # cloudflared's is an expression: /usr/local/bin for the binary install, Cloudflare's package's path otherwise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import threading
@@ -108,6 +109,9 @@ def _traefik_with_plugin(tmp_path):
     return proxy, str(plugin)
 
 
+STATIC = {"experimental": {"localPlugins": {"immichguard": {"moduleName": "github.com/homelab/immichguard"}}}}
+
+
 def test_the_throwaway_traefik_is_given_the_plugin_files_not_in_place_yet(tmp_path):
     proxy, plugin = _traefik_with_plugin(tmp_path)
     changes = [
@@ -122,7 +126,9 @@ def test_the_throwaway_traefik_is_given_the_plugin_files_not_in_place_yet(tmp_pa
     assert sorted(plugins) == [plugin + "/.traefik.yml", plugin + "/go.mod", plugin + "/main.go"]
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    work = proxy._overlay(str(scratch), plugins)
+    roots = proxy._plugin_roots(STATIC)
+    assert roots == [plugin]
+    work = proxy._overlay(str(scratch), plugins, roots)
     copied = scratch / "work" / "plugins-local" / "src" / "github.com" / "homelab" / "immichguard"
     assert work == str(scratch / "work")
     assert sorted(p.name for p in copied.iterdir()) == [".traefik.yml", "main.go"]
@@ -134,13 +140,50 @@ def test_the_throwaway_traefik_is_given_the_plugin_files_not_in_place_yet(tmp_pa
         assert handle.read() == "package immichguard // old\n"
 
 
+def test_a_plugin_directory_that_is_a_link_is_copied_not_written_through(tmp_path):
+    """The throwaway's copy follows links as Traefik reads them; what is written over it never reaches the files
+    in place (nor a link's target elsewhere)."""
+    proxy = _proxies.get_proxy("traefik", Module({}))
+    proxy.workdir = str(tmp_path / "work")
+    elsewhere = tmp_path / "checkout"
+    elsewhere.mkdir()
+    (elsewhere / "main.go").write_text("package immichguard // in place\n")
+    (elsewhere / "dangling.go").symlink_to(tmp_path / "nothing")
+    homelab = tmp_path / "work" / "plugins-local" / "src" / "github.com" / "homelab"
+    homelab.mkdir(parents=True)
+    (homelab / "immichguard").symlink_to(elsewhere)
+    (homelab / "other").mkdir()  # a plugin the config does not load: not copied
+    (homelab / "other" / "big.go").write_text("package other\n")
+    plugin = str(homelab / "immichguard")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    work = proxy._overlay(str(scratch), {plugin + "/main.go": b"package immichguard // new\n"},
+                          proxy._plugin_roots(STATIC))
+    copied = os.path.join(work, "plugins-local/src/github.com/homelab/immichguard")
+    assert not os.path.islink(copied) and sorted(os.listdir(copied)) == ["main.go"]
+    with open(copied + "/main.go") as handle:
+        assert handle.read() == "package immichguard // new\n"
+    assert (elsewhere / "main.go").read_text() == "package immichguard // in place\n"
+    assert not os.path.exists(os.path.join(work, "plugins-local/src/github.com/homelab/other"))
+
+
+def test_only_plugins_under_plugins_local_src_are_roots(tmp_path):
+    proxy = _proxies.get_proxy("traefik", Module({}))
+    proxy.workdir = str(tmp_path / "work")
+    static = {"experimental": {"localPlugins": {"a": {"moduleName": "../../../etc"}, "b": {"moduleName": ""},
+                                                "c": "x", "d": {"moduleName": "example.com/d"}}}}
+    assert proxy._plugin_roots(static) == [str(tmp_path / "work" / "plugins-local" / "src" / "example.com" / "d")]
+    assert proxy._plugin_roots({}) == []
+
+
 def test_a_first_install_gives_the_throwaway_traefik_the_whole_plugin(tmp_path):
     proxy = _proxies.get_proxy("traefik", Module({}))
     proxy.workdir = str(tmp_path / "work")  # not there yet
     path = proxy.workdir + "/plugins-local/src/github.com/homelab/immichguard/main.go"
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    work = proxy._overlay(str(scratch), proxy._plugins([FileChange(path, "package immichguard\n", "0644")]))
+    work = proxy._overlay(str(scratch), proxy._plugins([FileChange(path, "package immichguard\n", "0644")]),
+                          proxy._plugin_roots(STATIC))
     written = tmp_path / "scratch" / "work" / "plugins-local" / "src" / "github.com" / "homelab" / "immichguard"
     assert work == str(tmp_path / "scratch" / "work")
     assert (written / "main.go").read_text() == "package immichguard\n"
