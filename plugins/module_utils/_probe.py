@@ -11,16 +11,20 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import ssl
 import time
 from urllib.parse import urlsplit
 
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import (
+    DEFAULTS,
     PING_PATH,
     WEBSOCKET_PATH,
     WELL_KNOWN_PATH,
     format_size,
+    parse_size,
+    parse_url,
 )
 
 UPLOAD_PATH = "/api/assets"
@@ -432,3 +436,53 @@ def run_checks(target, max_body_size):
     # one after the other: side by side, nginx once answered the body size probe 502 right after Immich came back
     # while the other probes passed (test_faults in CI; the cause is not established)
     return [tls] + [check(target) for _name, check in others]
+
+
+def verdict(checks, url):
+    """None when every check (as_dict()) passed, else what a homelab user reads: which failed and why, and where
+    the proxy answers but Immich does not, what to do."""
+    failed = [c for c in checks if not c["ok"] and not c["skipped"]]
+    if not failed:
+        return None
+    reasons = "; ".join("%s: %s" % (c["name"], c["detail"]) for c in failed)
+    summary = "%d of %d checks of %s failed" % (len(failed), len(checks), url)
+    skipped = len([c for c in checks if c["skipped"]])
+    if skipped:
+        summary += " and %d could not run without it" % skipped
+    gateway = [c for c in failed if re.search(r"\bHTTP 50[234]\b", c["detail"])]
+    if len(gateway) == len(failed) and not any(c["name"] == "tls" for c in failed):
+        # the proxy is up and configured; what it sends to does not answer
+        summary = ("the proxy answers but cannot reach Immich (HTTP 502/503/504 from the proxy): is Immich "
+                   "running at the addresses of immich_proxy_backends, and reachable from this host? Start it "
+                   "and run again. " + summary)
+    return "%s: %s" % (summary, reasons)
+
+
+# the options of the check module (and of apply_config's check), as AnsibleModule specs
+CHECK_OPTIONS = dict(
+    url=dict(type="str", required=True),
+    connect_host=dict(type="str"),
+    connect_port=dict(type="int"),
+    ca_path=dict(type="path"),
+    validate_certs=dict(type="bool", default=True),
+    max_body_size=dict(type="raw", default=DEFAULTS["max_body_size"]),
+    timeout=dict(type="float", default=10),
+)
+
+
+def check_target(params, prefix=""):
+    """(Target, the body size to probe in bytes) from the check options, or ValueError that names the option."""
+    try:
+        parse_url(params["url"])
+    except ValueError as exc:
+        raise ValueError("%surl '%s' %s" % (prefix, params["url"], exc)) from exc
+    try:
+        max_body_size = parse_size(params["max_body_size"])
+    except ValueError as exc:
+        raise ValueError("%smax_body_size '%s' %s" % (prefix, params["max_body_size"], exc)) from exc
+    try:
+        target = Target(params["url"], params["connect_host"], params["ca_path"], params["validate_certs"],
+                        params["timeout"], params["connect_port"])
+    except ValueError as exc:
+        raise ValueError("%sca_path '%s' %s" % (prefix, params["ca_path"], exc)) from exc
+    return target, max_body_size

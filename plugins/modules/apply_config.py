@@ -95,7 +95,7 @@ options:
     description:
       - Directories to create (or whose mode and owner to set) before the files are written, in the order given
         (a parent before its children), such as a proxy's working directory for the files it needs besides its
-        config (a plugin, a unit) that a role applies with O(validate=false).
+        config (a plugin, a unit), applied and checked with it.
       - When the files are rolled back (the proxy refuses them, a write fails), a directory made by the call is
         removed again and one whose mode or owner it set gets its own back.
     type: list
@@ -164,6 +164,42 @@ options:
     type: list
     elements: path
     version_added: 0.7.0
+  check:
+    description:
+      - When the run changes nothing (no file to write, and RV(load) says the service runs exactly the config on
+        disk), check the proxy end to end in this call, as M(homelab.immich_proxy.check) does with these options,
+        and return RV(checks) and RV(check_failure), so that a re-run that changes nothing needs no call of its own
+        for it. A failed check does not fail this task; the caller says so.
+      - Otherwise nothing is checked here (the service is still to take the config).
+      - Needs O(watch).
+    type: dict
+    version_added: 0.7.0
+    suboptions:
+      url:
+        description: The public URL of the proxy, as in C(immich_proxy_public_url).
+        type: str
+        required: true
+      connect_host:
+        description: Address to connect to instead of resolving the URL's host, such as C(127.0.0.1).
+        type: str
+      connect_port:
+        description: Port to connect to instead of the URL's.
+        type: int
+      ca_path:
+        description: CA bundle (PEM) to verify the certificate with instead of the system's CAs.
+        type: path
+      validate_certs:
+        description: Verify the certificate chain and host name.
+        type: bool
+        default: true
+      max_body_size:
+        description: Body size the proxy must admit, in bytes or with a k, M or G suffix.
+        type: raw
+        default: 50000M
+      timeout:
+        description: "Seconds to wait for each answer, including the answer to C(Expect: 100-continue)."
+        type: float
+        default: 10
   state_dir:
     description: Where M(homelab.immich_proxy.reload_service) remembers what the service loaded.
     type: path
@@ -212,6 +248,21 @@ load:
   type: dict
   sample: {"action": "reloaded", "drops": null}
   version_added: 0.7.0
+checks:
+  description:
+    - Each end-to-end check as M(homelab.immich_proxy.check) returns it (C(name), C(ok), C(skipped), C(detail)).
+  returned: when O(check) is given and the run changed nothing
+  type: list
+  elements: dict
+  sample:
+    - {"name": "ping", "ok": true, "skipped": false, "detail": "GET /api/server/ping answered {\"res\": \"pong\"}"}
+  version_added: 0.7.0
+check_failure:
+  description: What failed, as M(homelab.immich_proxy.check) would fail with it; null when every check passed.
+  returned: when O(check) is given and the run changed nothing
+  type: str
+  sample: null
+  version_added: 0.7.0
 validation:
   description: What the proxy's checker said about the accepted config.
   returned: when the config changed and was tested
@@ -221,6 +272,12 @@ validation:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._probe import (
+    CHECK_OPTIONS,
+    check_target,
+    run_checks,
+    verdict,
+)
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._proxies import ProxyError, get_proxy
 from ansible_collections.homelab.immich_proxy.plugins.module_utils._state import (
     DEFAULT_STATE_DIR,
@@ -341,8 +398,10 @@ def main():
             secret_absent=dict(type="list", elements="path", default=[], no_log=False),
             validate=dict(type="bool", default=True),
             watch=dict(type="list", elements="path"),
+            check=dict(type="dict", options=dict(CHECK_OPTIONS)),
             state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
         ),
+        required_by=dict(check="watch"),
         supports_check_mode=True,
     )
     try:
@@ -353,6 +412,16 @@ def main():
         module.fail_json(msg="Applying the new %s configuration failed and not every file could be put back (%s); "
                          "look at the files listed in the diff before reloading the proxy, and run the role again"
                          % (module.params["kind"], exc))
+    check = module.params["check"]
+    if check is not None and not module.check_mode and not result["changed"] and result["load"]["action"] == "none":
+        # nothing for the service to take: what the serve step would check now is what runs now (the target is
+        # made here, not before: on a first run the certificate it trusts may be new)
+        try:
+            target = check_target(check, prefix="check.")
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+        result["checks"] = [c.as_dict() for c in run_checks(*target)]
+        result["check_failure"] = verdict(result["checks"], check["url"])
     module.exit_json(**result)
 
 

@@ -96,55 +96,26 @@ checks:
     - {"name": "ping", "ok": true, "skipped": false, "detail": "GET /api/server/ping answered {\"res\": \"pong\"}"}
 """
 
-import re
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._probe import Target, run_checks
-from ansible_collections.homelab.immich_proxy.plugins.module_utils._settings import DEFAULTS, parse_size, parse_url
+from ansible_collections.homelab.immich_proxy.plugins.module_utils._probe import (
+    CHECK_OPTIONS,
+    check_target,
+    run_checks,
+    verdict,
+)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            url=dict(type="str", required=True),
-            connect_host=dict(type="str"),
-            connect_port=dict(type="int"),
-            ca_path=dict(type="path"),
-            validate_certs=dict(type="bool", default=True),
-            max_body_size=dict(type="raw", default=DEFAULTS["max_body_size"]),
-            timeout=dict(type="float", default=10),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=dict(CHECK_OPTIONS), supports_check_mode=True)
     try:
-        parse_url(module.params["url"])
+        target, max_body_size = check_target(module.params)
     except ValueError as exc:
-        module.fail_json(msg="url '%s' %s" % (module.params["url"], exc))
-    try:
-        max_body_size = parse_size(module.params["max_body_size"])
-    except ValueError as exc:
-        module.fail_json(msg="max_body_size '%s' %s" % (module.params["max_body_size"], exc))
-    try:
-        target = Target(module.params["url"], module.params["connect_host"], module.params["ca_path"],
-                        module.params["validate_certs"], module.params["timeout"], module.params["connect_port"])
-    except ValueError as exc:
-        module.fail_json(msg="ca_path '%s' %s" % (module.params["ca_path"], exc))
+        module.fail_json(msg=str(exc))
     checks = [c.as_dict() for c in run_checks(target, max_body_size)]
-    failed = [c for c in checks if not c["ok"] and not c["skipped"]]
-    if failed:
-        reasons = "; ".join("%s: %s" % (c["name"], c["detail"]) for c in failed)
-        summary = "%d of %d checks of %s failed" % (len(failed), len(checks), module.params["url"])
-        skipped = len([c for c in checks if c["skipped"]])
-        if skipped:
-            summary += " and %d could not run without it" % skipped
-        gateway = [c for c in failed if re.search(r"\bHTTP 50[234]\b", c["detail"])]
-        if len(gateway) == len(failed) and not any(c["name"] == "tls" for c in failed):
-            # the proxy is up and configured; what it sends to does not answer
-            summary = ("the proxy answers but cannot reach Immich (HTTP 502/503/504 from the proxy): is Immich "
-                       "running at the addresses of immich_proxy_backends, and reachable from this host? Start it "
-                       "and run again. " + summary)
-        module.fail_json(msg="%s: %s" % (summary, reasons), checks=checks)
+    failure = verdict(checks, module.params["url"])
+    if failure:
+        module.fail_json(msg=failure, checks=checks)
     module.exit_json(changed=False, checks=checks)
 
 

@@ -222,3 +222,86 @@ def test_a_removed_binary_shows_as_its_size_and_digest_not_its_bytes(tmp_path, n
                                                    absent=[str(binary)]), diff=True)
     assert not failed and not binary.exists()
     assert result["diff"][0]["before"].startswith("(binary: 16392 bytes, sha256 ")
+
+
+# -- the end-to-end check made with an apply that changes nothing ------------------------------------------------
+CHECK = {"url": "http://photos.example.org", "connect_host": "127.0.0.1", "connect_port": 8080,
+         "max_body_size": "1G"}
+
+
+@pytest.fixture
+def probes(monkeypatch):
+    """run_checks patched: records each target and answers with the checks in ``answers``."""
+    seen, answers = [], [{"name": "ping", "ok": True, "skipped": False, "detail": "pong"}]
+
+    class Check:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def as_dict(self):
+            return dict(self.answer)
+
+    def run_checks(target, max_body_size):
+        seen.append((target.connect_host, target.port, target.host_header, max_body_size))
+        return [Check(a) for a in answers]
+
+    monkeypatch.setattr(apply_config, "run_checks", run_checks)
+    return seen, answers
+
+
+@pytest.fixture
+def runs_as_on_disk(monkeypatch):
+    """load_plan patched: the service runs exactly the config on disk (action), unless the test says otherwise."""
+    plan = {"action": "none"}
+    monkeypatch.setattr(apply_config, "load_plan", lambda proxy, state, watch=(): (plan["action"], "d", {}, True))
+    return plan
+
+
+def test_a_run_that_changes_nothing_checks_end_to_end_in_the_same_call(
+        tmp_path, nginx, run_module, probes, runs_as_on_disk):
+    run_module(apply_config, args(tmp_path, watch=[], check=CHECK))
+    assert probes[0] == [], "a run that wrote a file checked before the service took it"
+    result, failed = run_module(apply_config, args(tmp_path, watch=[], check=CHECK))
+    assert not failed and not result["changed"]
+    assert probes[0] == [("127.0.0.1", 8080, "photos.example.org", 1 << 30)]
+    assert result["checks"] == [{"name": "ping", "ok": True, "skipped": False, "detail": "pong"}]
+    assert result["check_failure"] is None
+
+
+def test_a_failed_check_is_said_not_raised_so_the_serve_step_fails_with_it(
+        tmp_path, nginx, run_module, probes, runs_as_on_disk):
+    run_module(apply_config, args(tmp_path, watch=[], check=CHECK))
+    probes[1][:] = [{"name": "ping", "ok": False, "skipped": False, "detail": "GET /api/server/ping: HTTP 502"}]
+    result, failed = run_module(apply_config, args(tmp_path, watch=[], check=CHECK))
+    assert not failed
+    assert result["check_failure"].startswith("the proxy answers but cannot reach Immich"), result["check_failure"]
+    assert "1 of 1 checks of http://photos.example.org failed: ping: GET /api/server/ping: HTTP 502" in (
+        result["check_failure"])
+
+
+@pytest.mark.parametrize("action", ["reloaded", "restarted", "started"])
+def test_nothing_is_checked_while_the_service_is_still_to_take_its_config(
+        tmp_path, nginx, run_module, probes, runs_as_on_disk, action):
+    run_module(apply_config, args(tmp_path, watch=[], check=CHECK))
+    runs_as_on_disk["action"] = action
+    result, failed = run_module(apply_config, args(tmp_path, watch=[], check=CHECK))
+    assert not failed and "checks" not in result and "check_failure" not in result
+    assert probes[0] == []
+
+
+def test_check_mode_checks_nothing(tmp_path, nginx, run_module, probes, runs_as_on_disk):
+    run_module(apply_config, args(tmp_path, watch=[], check=CHECK))
+    result, failed = run_module(apply_config, args(tmp_path, watch=[], check=CHECK), check_mode=True)
+    assert not failed and "checks" not in result
+    assert probes[0] == []
+
+
+def test_a_check_without_watch_is_refused(tmp_path, nginx, run_module):
+    result, failed = run_module(apply_config, args(tmp_path, check=CHECK))
+    assert failed and "watch" in result["msg"], result["msg"]
+
+
+def test_a_bad_check_option_names_it(tmp_path, nginx, run_module, runs_as_on_disk):
+    run_module(apply_config, args(tmp_path, watch=[], check=CHECK))
+    result, failed = run_module(apply_config, args(tmp_path, watch=[], check=dict(CHECK, max_body_size="lots")))
+    assert failed and result["msg"].startswith("check.max_body_size 'lots'"), result["msg"]
