@@ -433,8 +433,7 @@ def run_checks(target, max_body_size):
         # its error four times and bury the one thing to fix.
         skipped = "not run because the tls check failed: this check needs the connection it could not make"
         return [tls] + [Check(name, False, skipped, skipped=True) for name, _check in others]
-    # one after the other: side by side, nginx once answered the body size probe 502 right after Immich came back
-    # while the other probes passed (test_faults in CI; the cause is not established)
+    # one after the other, on connections of their own (any of the proxy's processes may take each)
     return [tls] + [check(target) for _name, check in others]
 
 
