@@ -50,8 +50,9 @@ SPEEDS = (("1 Gbit/s", 1e9 / 8), ("2.5 Gbit/s", 2.5e9 / 8), ("unpaced", 0))
 # the slow upload: long enough to outlast a 60 s read timeout, at a rate a phone on mobile data reaches
 SLOW_RATE = 1024 ** 2
 SLOW_SECONDS = 75
-# unpaced uploads take seconds: the median of this many rounds, the paths in turn
-UNPACED_ROUNDS = 3
+# unpaced uploads take seconds: the median of this many rounds, the paths in turn; the report compares two paths
+# round by round (report.compare), and only a difference every round shows counts
+UNPACED_ROUNDS = 5
 # how long the load runs in the config change under load; the role's run starts 5 s in and must end before it
 LOAD_SECONDS = 60
 PREFIX = "immich-proxy-bench"
@@ -195,6 +196,7 @@ def median_of(results):
     ranked = sorted(results, key=lambda result: result["seconds"])
     chosen = dict(ranked[len(ranked) // 2])
     chosen["rounds"] = [result["seconds"] if result["ok"] else None for result in results]
+    chosen["cpu_rounds"] = [result["cpu_seconds"] if result["ok"] else None for result in results]
     chosen["ok"] = all(result["ok"] for result in results)
     return chosen
 

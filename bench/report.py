@@ -44,6 +44,35 @@ def _outcome(result):
     return "**failed** (%s after %.0f s%s)" % (what, result["seconds"], error)
 
 
+def compare(ours, theirs):
+    """How the collection's unpaced upload compares with another path's, round by round (the paths took turns,
+    so each round's two uploads met the same machine): (verdict, what was measured). The verdict is "faster"
+    when the collection took less time in every round, or less CPU per byte in every round without being slower
+    in every one; "slower" when it took more time in every round; "even" otherwise, where the rounds' spread
+    covers the difference. A path that failed loses."""
+    if not ours["ok"] or not theirs["ok"]:
+        won = ours["ok"]
+        return ("faster" if won else "slower"), "%s against %s" % (_outcome(ours), _outcome(theirs))
+    times = list(zip(ours.get("rounds") or [ours["seconds"]], theirs.get("rounds") or [theirs["seconds"]]))
+    cpus = list(zip(ours.get("cpu_rounds") or [], theirs.get("cpu_rounds") or []))
+    quicker = sum(1 for a, b in times if a < b)
+    leaner = sum(1 for a, b in cpus if a < b)
+    if quicker == len(times) or (cpus and leaner == len(cpus) and quicker > 0):
+        verdict = "faster"
+    elif quicker == 0:
+        verdict = "slower"
+    else:
+        verdict = "even"
+    spread = max(max(pair) / min(pair) - 1 for pair in zip(*times)) if len(times) > 1 else 0.0
+    cpu = ""
+    if cpus:
+        cpu = "; less CPU in %d of %d (%.2f against %.2f CPU s/GiB)" % (
+            leaner, len(cpus), ours["cpu_seconds"] / (ours["bytes"] / GiB),
+            theirs["cpu_seconds"] / (theirs["bytes"] / GiB))
+    return verdict, "%s against %s: quicker in %d of %d rounds%s; one path's rounds spread up to %.0f%%" % (
+        _outcome(ours), _outcome(theirs), quicker, len(times), cpu, 100 * spread)
+
+
 def verdicts(results):
     """[(kind or 'all', what, measured, target, met)]"""
     rows = []
@@ -57,10 +86,10 @@ def verdicts(results):
                          ratio >= target))
         collection = uploads["unpaced|collection"]
         for path in documented:
-            other = uploads["unpaced|%s" % path]
-            beats = collection["ok"] and (not other["ok"] or collection["seconds"] < other["seconds"])
+            verdict, measured = compare(collection, uploads["unpaced|%s" % path])
             what = "unpaced upload (median of %d) against %s" % (len(collection.get("rounds", [0])), label(kind, path))
-            rows.append((kind, what, "%s against %s" % (_outcome(collection), _outcome(other)), "faster", beats))
+            rows.append((kind, what, "%s: %s" % (verdict, measured), "faster in every round (time, or CPU)",
+                         verdict == "faster"))
         ours = [result for key, result in uploads.items() if key.endswith("|collection")]
         written = max(result["written_bytes"] for result in ours)
         rows.append((kind, "bytes the proxy wrote to disk during an upload",

@@ -2,6 +2,8 @@
 """What the role leaves on the proxy's host, read through testinfra: service, sockets, key files."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from harness import sh
@@ -19,6 +21,28 @@ def test_the_proxy_listens_on_the_contracts_ports(host, proxy):
     listening = {port: any(host.socket("tcp://%s:%d" % (address, port)).is_listening
                            for address in ("0.0.0.0", "::")) for port in ports}
     assert all(listening.values()), "not listening on every port of the contract: %r" % listening
+
+
+def test_python3_apt_came_without_recommends_nothing_else_needs(host):
+    """The apt module needs python3-apt; the role installs it without apt's recommends (iso-codes, lsb-release):
+    each is absent, or something installed depends on it."""
+    def status(package):
+        return sh(host, "dpkg-query -W -f='${db:Status-Status}' %s" % package, check=False).stdout.strip()
+
+    if status("python3-apt") != "installed":
+        pytest.skip("no python3-apt here: the role found every package it needs installed and ran no apt task")
+    recommends = re.findall(r"^\s*Recommends: (\S+)$", sh(host, "apt-cache depends python3-apt").stdout, re.M)
+    assert recommends, "apt-cache names no recommends of python3-apt: this test has nothing to look at"
+    unneeded = []
+    for package in recommends:
+        if status(package) != "installed":
+            continue
+        users = sh(host, "apt-cache rdepends --installed --no-recommends --no-suggests --no-conflicts --no-breaks "
+                         "--no-replaces --no-enhances %s" % package).stdout.split("Reverse Depends:", 1)[-1].split()
+        if not [user for user in users if user.strip("|") != package]:
+            unneeded.append(package)
+    assert not unneeded, "installed though nothing installed depends on them (python3-apt's recommends): %s" % (
+        ", ".join(unneeded))
 
 
 def _key_mode(traits):
