@@ -47,7 +47,7 @@ molecule: testbed
 	  if ! molecule test -s $$scenario 2>&1 | tee .cache/logs/molecule-$$scenario.log; then
 	    # the end of a long log is all CI shows: say last what failed
 	    echo "== molecule scenario $$scenario failed; what failed (whole log: .cache/logs/molecule-$$scenario.log):"
-	    grep -E '(FAILED|ERROR) \.\./|^fatal: |^failed: |"msg": "The behaviour suite failed|short test summary|"E +(fatal: |failed: |[A-Za-z]+Error: )' \
+	    grep -E '(FAILED|ERROR) \.\./|^fatal: |^failed: |"msg": "The behaviour suite failed|short test summary|"E +(fatal: |failed: |Failed: |[A-Za-z_.]+(Error|Exception): )' \
 	      .cache/logs/molecule-$$scenario.log | cut -c1-700 | tail -n 40 || true
 	    exit 1
 	  fi

@@ -44,33 +44,46 @@ def _outcome(result):
     return "**failed** (%s after %.0f s%s)" % (what, result["seconds"], error)
 
 
+def _median(values):
+    ranked = sorted(values)
+    return ranked[len(ranked) // 2]
+
+
 def compare(ours, theirs):
-    """How the collection's unpaced upload compares with another path's, round by round (the paths took turns,
-    so each round's two uploads met the same machine): (verdict, what was measured). The verdict is "faster"
-    when the collection took less time in every round, or less CPU per byte in every round without being slower
-    in every one; "slower" when it took more time in every round; "even" otherwise, where the rounds' spread
-    covers the difference. A path that failed loses."""
+    """How the collection's unpaced upload compares with another path's: (verdict, what was measured).
+
+    The paths took turns, so round i of each met the same machine, and the rounds are compared in pairs: "faster"
+    when the collection took less time in every round, "leaner" when it took less CPU in every round and was not
+    slower in every one, "slower" when it took more time in every round, else "even" (each side won a round: the
+    difference is within the rounds' noise). Without the same number of rounds on both sides, the medians are
+    the one pair. A path whose upload failed in any round loses; "failed" when both did."""
     if not ours["ok"] or not theirs["ok"]:
-        won = ours["ok"]
-        return ("faster" if won else "slower"), "%s against %s" % (_outcome(ours), _outcome(theirs))
-    times = list(zip(ours.get("rounds") or [ours["seconds"]], theirs.get("rounds") or [theirs["seconds"]]))
-    cpus = list(zip(ours.get("cpu_rounds") or [], theirs.get("cpu_rounds") or []))
+        verdict = "failed" if not ours["ok"] and not theirs["ok"] else "faster" if ours["ok"] else "slower"
+        return verdict, "%s against %s" % (_outcome(ours), _outcome(theirs))
+    paired = len(ours.get("rounds") or []) == len(theirs.get("rounds") or []) > 0
+    times = list(zip(ours["rounds"], theirs["rounds"])) if paired else [(ours["seconds"], theirs["seconds"])]
+    cpu_paired = paired and len(ours.get("cpu_rounds") or []) == len(theirs.get("cpu_rounds") or []) == len(times)
+    cpus = list(zip(ours["cpu_rounds"], theirs["cpu_rounds"])) if cpu_paired else []
     quicker = sum(1 for a, b in times if a < b)
     leaner = sum(1 for a, b in cpus if a < b)
-    if quicker == len(times) or (cpus and leaner == len(cpus) and quicker > 0):
+    if quicker == len(times):
         verdict = "faster"
+    elif cpus and leaner == len(cpus) and quicker > 0:
+        verdict = "leaner"
     elif quicker == 0:
         verdict = "slower"
     else:
         verdict = "even"
-    spread = max(max(pair) / min(pair) - 1 for pair in zip(*times)) if len(times) > 1 else 0.0
-    cpu = ""
+    measured = "%s against %s (medians): quicker in %d of %d rounds" % (
+        _outcome(ours), _outcome(theirs), quicker, len(times))
     if cpus:
-        cpu = "; less CPU in %d of %d (%.2f against %.2f CPU s/GiB)" % (
-            leaner, len(cpus), ours["cpu_seconds"] / (ours["bytes"] / GiB),
-            theirs["cpu_seconds"] / (theirs["bytes"] / GiB))
-    return verdict, "%s against %s: quicker in %d of %d rounds%s; one path's rounds spread up to %.0f%%" % (
-        _outcome(ours), _outcome(theirs), quicker, len(times), cpu, 100 * spread)
+        measured += ", less CPU in %d of %d (median %.2f against %.2f CPU s/GiB)" % (
+            leaner, len(cpus), _median([a for a, _b in cpus]) / (ours["bytes"] / GiB),
+            _median([b for _a, b in cpus]) / (theirs["bytes"] / GiB))
+    if len(times) > 1:
+        spread = max(max(side) / min(side) - 1 for side in zip(*times))
+        measured += "; a path's own rounds differ by up to %.0f%%" % (100 * spread)
+    return verdict, measured
 
 
 def verdicts(results):
@@ -87,9 +100,11 @@ def verdicts(results):
         collection = uploads["unpaced|collection"]
         for path in documented:
             verdict, measured = compare(collection, uploads["unpaced|%s" % path])
-            what = "unpaced upload (median of %d) against %s" % (len(collection.get("rounds", [0])), label(kind, path))
-            rows.append((kind, what, "%s: %s" % (verdict, measured), "faster in every round (time, or CPU)",
-                         verdict == "faster"))
+            count = len(collection.get("rounds") or [0])
+            what = "unpaced upload (%s) against %s" % ("%d rounds in turn" % count if count > 1 else "one round",
+                                                       label(kind, path))
+            rows.append((kind, what, "%s: %s" % (verdict, measured), "faster or leaner: less time, or less CPU, in "
+                         "every round", verdict in ("faster", "leaner")))
         ours = [result for key, result in uploads.items() if key.endswith("|collection")]
         written = max(result["written_bytes"] for result in ours)
         rows.append((kind, "bytes the proxy wrote to disk during an upload",

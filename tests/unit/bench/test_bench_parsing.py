@@ -130,7 +130,7 @@ def test_no_ratio_where_the_direct_upload_failed_and_beating_the_documented_conf
     assert _missed(results) == ["upload at 1 Gbit/s against direct"]
     assert _missed(_results(collection_seconds=12.0)) == [
         "upload at 1 Gbit/s against direct", "upload at 2.5 Gbit/s against direct",
-        "unpaced upload (median of 1) against Immich's documented config"]
+        "unpaced upload (one round) against Immich's documented config"]
 
 
 def test_the_fleet_is_held_to_both_targets_against_one_host():
@@ -183,3 +183,38 @@ def test_a_paced_client_does_not_make_up_for_a_stall(monkeypatch):
         pass
     # blocks 2 to 4 still take a second each after the stall: 1 + 5 + 3
     assert clock["now"] == 9.0
+
+
+def _rounds(times, cpus=None, ok=True):
+    result = _upload(sorted(times)[len(times) // 2], ok=ok)
+    result["rounds"] = list(times)
+    if cpus is not None:
+        result["cpu_rounds"] = list(cpus)
+    return result
+
+
+def test_unpaced_uploads_are_compared_round_by_round():
+    table = [
+        # ours, theirs, verdict
+        (_rounds([10, 11, 12]), _rounds([11, 12, 13]), "faster"),
+        (_rounds([10, 13, 12]), _rounds([11, 12, 13]), "even"),
+        (_rounds([12, 13, 14]), _rounds([11, 12, 13]), "slower"),
+        # less CPU in every round and quicker in one: leaner; in no round: slower all the same
+        (_rounds([10, 13, 14], [1, 1, 1]), _rounds([11, 12, 13], [2, 2, 2]), "leaner"),
+        (_rounds([12, 13, 14], [1, 1, 1]), _rounds([11, 12, 13], [2, 2, 2]), "slower"),
+        (_rounds([10, 13, 12], [1, 3, 1]), _rounds([11, 12, 13], [2, 2, 2]), "even"),
+        # rounds that do not pair: the medians are the one pair
+        (_rounds([10, 11, 12, 13, 14]), _rounds([13, 14, 15]), "faster"),
+        (_rounds([10, 20, 30]), _upload(15.0), "slower"),
+        # a failed path loses; both failed is no win
+        (_rounds([10, 11, 12], ok=False), _rounds([11, 12, 13]), "slower"),
+        (_rounds([10, 11, 12]), _rounds([11, 12, 13], ok=False), "faster"),
+        (_rounds([10, 11, 12], ok=False), _rounds([11, 12, 13], ok=False), "failed"),
+    ]
+    for ours, theirs, verdict in table:
+        assert report.compare(ours, theirs)[0] == verdict, (ours.get("rounds"), theirs.get("rounds"))
+
+
+def test_the_comparison_shows_the_median_cpu_of_the_rounds_compared():
+    _verdict, measured = report.compare(_rounds([10, 13, 14], [1, 4, 2]), _rounds([11, 12, 13], [5, 6, 7]))
+    assert "quicker in 1 of 3 rounds, less CPU in 3 of 3 (median 2.00 against 6.00 CPU s/GiB)" in measured
