@@ -59,6 +59,8 @@ class Proxy:
     """Base adapter. ``module`` is an AnsibleModule, used for run_command and get_bin_path."""
 
     name = None
+    # how messages name the proxy ("Traefik's binary changed")
+    title = None
     service = None
     binary = None
     strategy = "reload"
@@ -120,7 +122,8 @@ class Proxy:
     @classmethod
     def describe(cls):
         """What the roles and the shared tasks need to know of this proxy."""
-        return {"kind": cls.name, "service": cls.service, "strategy": cls.strategy, "acme": cls.acme,
+        return {"kind": cls.name, "title": cls.title, "service": cls.service, "strategy": cls.strategy,
+                "acme": cls.acme,
                 "deploy_hook": cls.deploy_hook, "key_reader": cls.key_reader,
                 "key_group": cls.key_reader or "root", "key_mode": "0640" if cls.key_reader else "0600",
                 "config_path": cls.config_path, "admin_socket": cls.admin_socket,
@@ -322,6 +325,7 @@ class Nginx(WorkersUnderMaster):
     """nginx: ``nginx -t`` tests, ``nginx -T`` shows the effective config, new workers mark a reload."""
 
     name = "nginx"
+    title = "nginx"
     service = "nginx"
     packages = ("nginx",)
     binary = "nginx"
@@ -354,6 +358,7 @@ class Apache(WorkersUnderMaster):
     """
 
     name = "apache"
+    title = "Apache"
     service = "apache2"
     packages = ("apache2",)
     binary = "apache2ctl"
@@ -430,6 +435,7 @@ class Caddy(Proxy):
     """
 
     name = "caddy"
+    title = "Caddy"
     service = "caddy"
     packages = ("caddy",)
     user = "caddy"
@@ -558,6 +564,7 @@ class Traefik(Proxy):
     """
 
     name = "traefik"
+    title = "Traefik"
     service = "traefik"
     binary = "traefik"
     strategy = "watch"
@@ -924,6 +931,7 @@ class Cloudflared(Proxy):
     """
 
     name = "cloudflared"
+    title = "cloudflared"
     service = "cloudflared"
     binary = "cloudflared"
     packages = ("cloudflared",)

@@ -512,6 +512,11 @@ settings:
           description: The proxy kind, as in O(kind).
           type: str
           sample: nginx
+        title:
+          description: How messages name the proxy (V(nginx), V(Apache), V(Caddy), V(Traefik), V(cloudflared)).
+          type: str
+          sample: Traefik
+          version_added: 0.7.0
         service:
           description: The systemd service that runs the proxy.
           type: str

@@ -223,6 +223,7 @@ def test_a_live_traefik_due_a_restart_for_a_start_file_is_not_waited_for(tmp_pat
 def test_the_adapter_declares_how_it_takes_a_config(kind):
     cls = _proxies.PROXIES[kind]
     assert cls.name == kind
+    assert cls.title and cls.title.lower() == kind, "messages name the proxy by its title, the kind as it is written"
     assert cls.strategy in _proxies.STRATEGIES
     assert cls.acme in ("certbot", "builtin", "none")
     assert (cls.deploy_hook is not None) == (cls.acme == "certbot"), "certbot needs a deploy hook, others none"
