@@ -14,6 +14,11 @@ description:
   - The roles compare it with the digest recorded on the host for a proxy binary they copied there
     (C(host.binary_sha1) of M(homelab.immich_proxy.settings)), so that a re-run hashes the binary on the controller
     only, not on every host again.
+  - The controller remembers what it hashed in C($XDG_CACHE_HOME/homelab.immich_proxy/file_sha1.json)
+    (C(~/.cache) without C(XDG_CACHE_HOME)), by the file's device, inode, size, modification and change times.
+    A file that is written to, replaced, moved or touched in any way has another change time, and is hashed again;
+    a re-run, and every host of a run, no longer reads an unchanged 185 MB Traefik binary.
+  - A cache that cannot be read or written is no error, the file is hashed then.
 author:
   - homelab.immich_proxy contributors (@homelab)
 options:
@@ -47,24 +52,90 @@ _raw:
 """
 
 import hashlib
+import json
+import os
+import tempfile
 
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 
+# at most this many files are remembered (the newest)
+_CACHE_ENTRIES = 32
+
+
+def _cache_path():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "homelab.immich_proxy", "file_sha1.json")
+
+
+def _stamp(stat):
+    """What changes whenever the file does: a write, a replacement or a touch changes the change time (ctime),
+    which no program can set back."""
+    return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
+def _read_cache(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            cache = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _write_cache(path, cache):
+    """Atomically, best effort: two runs at once both write a valid file, the later one stays."""
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=".file_sha1.", dir=os.path.dirname(path))
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(cache, out)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except OSError:
+        pass
+
+
+def _sha1(path):
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        before = os.fstat(handle.fileno())
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+        after = os.fstat(handle.fileno())
+    # written to while it was read: the digest is of no version of it, and is not remembered
+    return digest.hexdigest(), _stamp(before) if _stamp(before) == _stamp(after) else None
+
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
+        cache_path = _cache_path()
+        cache = None
         digests = []
         for term in terms:
             path = self.find_file_in_search_path(variables, "files", term, ignore_missing=True)
             if not path:
                 raise AnsibleError("file_sha1: %s is not a file on the controller" % term)
-            digest = hashlib.sha1()
+            path = os.path.realpath(path)
             try:
-                with open(path, "rb") as handle:
-                    for block in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(block)
+                stamp = _stamp(os.stat(path))
+                if cache is None:
+                    cache = _read_cache(cache_path)
+                known = cache.get(path)
+                if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("sha1"), str):
+                    digests.append(known["sha1"])
+                    continue
+                digest, stamp = _sha1(path)
             except OSError as error:
                 raise AnsibleError("file_sha1: cannot read %s: %s" % (path, error.strerror)) from None
-            digests.append(digest.hexdigest())
+            digests.append(digest)
+            if stamp is not None:
+                cache.pop(path, None)
+                cache[path] = {"stamp": stamp, "sha1": digest}
+                while len(cache) > _CACHE_ENTRIES:
+                    cache.pop(next(iter(cache)))
+                _write_cache(cache_path, cache)
         return digests

@@ -7,22 +7,26 @@ under test here report their warnings.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[4]
 
 
-def lookup(tmp_path, path):
+def lookup(tmp_path, path, cache_home=None):
+    """The lookup's answer through ansible-playbook; its digest cache in cache_home (the test's own)."""
     playbook = tmp_path / "play.yml"
     playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [
         {"ansible.builtin.debug": {"msg": "digest=<{{ lookup('homelab.immich_proxy.file_sha1', '%s') }}>" % path}}]}]))
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false")
     env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".cache" / "collections"))
+    env["XDG_CACHE_HOME"] = str(cache_home or tmp_path / "cache")
     result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
                              str(playbook)], capture_output=True, text=True, timeout=300, check=False, env=env)
     return result.returncode, result.stdout + result.stderr
@@ -42,3 +46,44 @@ def test_file_sha1_of_a_missing_file_says_which(tmp_path):
     returncode, output = lookup(tmp_path, str(tmp_path / "nothing-here"))
     assert returncode != 0
     assert "file_sha1: %s is not a file on the controller" % (tmp_path / "nothing-here") in output, output[-2000:]
+
+
+def test_file_sha1_remembers_a_digest_until_the_file_changes_in_any_way(tmp_path):
+    """A re-run (and every host of a run) must not read a 185 MB binary again, and must never trust a digest of
+    what the file was: a same-size rewrite with its modification time set back is hashed again."""
+    binary = tmp_path / "traefik"
+    binary.write_bytes(b"\x7fELF" + b"a" * 100000)
+    first = hashlib.sha1(binary.read_bytes()).hexdigest()
+    returncode, output = lookup(tmp_path, str(binary))
+    assert returncode == 0 and "digest=<%s>" % first in output, output[-2000:]
+    cache_file = tmp_path / "cache" / "homelab.immich_proxy" / "file_sha1.json"
+    cache = json.loads(cache_file.read_text())
+    assert cache[str(binary)]["sha1"] == first
+
+    # a hit does not read the file: what the cache says for the unchanged file is what the lookup returns
+    cache[str(binary)]["sha1"] = "0" * 40
+    cache_file.write_text(json.dumps(cache))
+    returncode, output = lookup(tmp_path, str(binary))
+    assert returncode == 0 and "digest=<%s>" % ("0" * 40) in output, output[-2000:]
+
+    # same size, same modification time, other content: its change time differs, so it is hashed again
+    stat = binary.stat()
+    time.sleep(0.01)
+    with open(binary, "r+b") as handle:
+        handle.seek(4)
+        handle.write(b"b")
+    os.utime(binary, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (binary.stat().st_size, binary.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    second = hashlib.sha1(binary.read_bytes()).hexdigest()
+    returncode, output = lookup(tmp_path, str(binary))
+    assert returncode == 0 and "digest=<%s>" % second in output, output[-2000:]
+    assert json.loads(cache_file.read_text())[str(binary)]["sha1"] == second
+
+
+def test_file_sha1_hashes_the_file_when_its_cache_cannot_be_used(tmp_path):
+    cache_home = tmp_path / "cache"
+    cache_home.write_text("not a directory")
+    binary = tmp_path / "caddy"
+    binary.write_bytes(b"caddy" * 1000)
+    returncode, output = lookup(tmp_path, str(binary), cache_home)
+    assert returncode == 0 and "digest=<%s>" % hashlib.sha1(binary.read_bytes()).hexdigest() in output, output[-2000:]
