@@ -15,9 +15,11 @@ description:
     (C(host.binary_sha1) of M(homelab.immich_proxy.settings)), so that a re-run hashes the binary on the controller
     only, not on every host again.
   - The controller remembers what it hashed in C($XDG_CACHE_HOME/homelab.immich_proxy/file_sha1.json)
-    (C(~/.cache) without C(XDG_CACHE_HOME)), by the file's device, inode, size, modification and change times.
-    A file that is written to, replaced, moved or touched in any way has another change time, and is hashed again;
-    a re-run, and every host of a run, no longer reads an unchanged 185 MB Traefik binary.
+    (C(~/.cache) without an absolute C(XDG_CACHE_HOME)), by the file's device, inode, size, modification and
+    change times. A file that is written to, replaced, moved or touched in any way has another change time, and
+    is hashed again; a re-run no longer reads an unchanged 185 MB Traefik binary for each host.
+  - A file changed in the last two seconds is not remembered (its times may not have moved yet). The cache is
+    used only when its directory and file belong to the user running Ansible and no one else may write them.
   - A cache that cannot be read or written is no error, the file is hashed then.
 author:
   - homelab.immich_proxy contributors (@homelab)
@@ -55,17 +57,29 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 
 # at most this many files are remembered (the newest)
 _CACHE_ENTRIES = 32
+# A file changed this recently is not remembered: on a kernel whose file times move once a tick, a write right after
+# the read could leave them as they were (git's "racily clean" entries).
+_SETTLE_NS = 2 * 10 ** 9
 
 
 def _cache_path():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    """$XDG_CACHE_HOME (only if absolute, as the XDG spec says) or ~/.cache, then the collection's own directory."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "homelab.immich_proxy", "file_sha1.json")
+
+
+def _private(stat):
+    """Owned by whoever runs Ansible, and writable by no one else: anyone else could plant a digest there."""
+    return stat.st_uid == os.geteuid() and not stat.st_mode & 0o022
 
 
 def _stamp(stat):
@@ -76,18 +90,30 @@ def _stamp(stat):
 
 def _read_cache(path):
     try:
-        with open(path, encoding="utf-8") as handle:
-            cache = json.load(handle)
+        if not _private(os.lstat(os.path.dirname(path))):
+            return {}
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(handle, encoding="utf-8") as cache_file:
+            if not _private(os.fstat(cache_file.fileno())):
+                return {}
+            cache = json.load(cache_file)
     except (OSError, ValueError):
         return {}
     return cache if isinstance(cache, dict) else {}
 
 
 def _write_cache(path, cache):
-    """Atomically, best effort: two runs at once both write a valid file, the later one stays."""
+    """Atomically, best effort: two runs at once both write a valid file, the later one stays. Only the
+    collection's own directory is made, in a cache directory that exists (never a ~/.cache for another user)."""
+    directory = os.path.dirname(path)
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".file_sha1.", dir=os.path.dirname(path))
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        if not _private(os.lstat(directory)):
+            return
+        handle, temporary = tempfile.mkstemp(prefix=".file_sha1.", dir=directory)
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump(cache, out)
@@ -100,14 +126,16 @@ def _write_cache(path, cache):
 
 
 def _sha1(path):
+    """The digest, and the file's stamp if it may be remembered: not if it changed while it was read, or so
+    recently that its times may not have moved yet."""
     digest = hashlib.sha1()
     with open(path, "rb") as handle:
         before = os.fstat(handle.fileno())
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
         after = os.fstat(handle.fileno())
-    # written to while it was read: the digest is of no version of it, and is not remembered
-    return digest.hexdigest(), _stamp(before) if _stamp(before) == _stamp(after) else None
+    settled = time.time_ns() - max(after.st_mtime_ns, after.st_ctime_ns) >= _SETTLE_NS
+    return digest.hexdigest(), _stamp(before) if _stamp(before) == _stamp(after) and settled else None
 
 
 class LookupModule(LookupBase):

@@ -37,7 +37,7 @@ def _secret_path(host):
 
 
 def _said_before_the_restart(output):
-    """The run announced the restart before anything could restart cloudflared: its handler, or the serve step
+    """The run announced the restart before anything could restart cloudflared: the handler, or the serve step
     that makes sure the service runs what is on disk (where only the binary or unit changed)."""
     said = output.find("cloudflared restarts to take its new configuration (it cannot reload)")
     points = [output.find(mark) for mark in ("RUNNING HANDLER", "Make sure the proxy runs the applied config")]

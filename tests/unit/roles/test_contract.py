@@ -41,3 +41,28 @@ def test_nothing_but_the_generator_writes_a_contract_default():
         with open(path) as handle:
             written += [name for name in yaml.safe_load(handle) or {} if name.startswith("immich_proxy_")]
     assert not written, "immich_proxy_* defaults belong to the contract role only: %s" % written
+
+
+def test_no_proxy_role_has_a_template_or_file_named_as_one_of_the_contracts():
+    """The roles' templates and files are looked up inside the contract's serve step (__immich_proxy_apply is
+    evaluated there), where Ansible searches the contract's own folders first: a name they share would render the
+    contract's file in the role's place, silently."""
+    clashes = []
+    for folder in ("templates", "files"):
+        shared = {path.relative_to(ROOT / "roles" / "contract" / folder)
+                  for path in (ROOT / "roles" / "contract" / folder).rglob("*") if path.is_file()}
+        for role in sorted(ROOT.glob("roles/*/%s" % folder)):
+            if role.parent.name == "contract":
+                continue
+            clashes += ["roles/%s/%s/%s" % (role.parent.name, folder, path.relative_to(role))
+                        for path in role.rglob("*") if path.is_file() and path.relative_to(role) in shared]
+    assert not clashes, "named as one of the contract's, which the serve step would render instead: %s" % clashes
+
+
+def test_no_proxy_role_has_handlers_of_its_own():
+    """The contract's one handler serves every kind, reading it from the host's settings. A role's own handler on
+    the shared topic would run on every host that notifies it in a play with two kinds (an nginx host would reload
+    a Traefik it does not have)."""
+    own = sorted(str(path.relative_to(ROOT)) for path in ROOT.glob("roles/*/handlers/*")
+                 if path.parts[-3] != "contract")
+    assert not own, "give the serve step what the role needs instead: %s" % own
