@@ -19,7 +19,8 @@ description:
     change times. A file that is written to, replaced, moved or touched in any way has another change time, and
     is hashed again; a re-run no longer reads an unchanged 185 MB Traefik binary for each host.
   - A file changed in the last two seconds is not remembered (its times may not have moved yet). The cache is
-    used only when its directory and file belong to the user running Ansible and no one else may write them.
+    used only where that cache directory exists and belongs to the user running Ansible, and only when the
+    collection's directory and file in it belong to that user and no one else may write them.
   - A cache that cannot be read or written is no error, the file is hashed then.
 author:
   - homelab.immich_proxy contributors (@homelab)
@@ -56,6 +57,7 @@ _raw:
 import hashlib
 import json
 import os
+import stat as stat_module
 import tempfile
 import time
 
@@ -70,10 +72,13 @@ _SETTLE_NS = 2 * 10 ** 9
 
 
 def _cache_path():
-    """$XDG_CACHE_HOME (only if absolute, as the XDG spec says) or ~/.cache, then the collection's own directory."""
+    """$XDG_CACHE_HOME (only if absolute, as the XDG spec says) or ~/.cache, then the collection's own directory;
+    None without an absolute home."""
     base = os.environ.get("XDG_CACHE_HOME", "")
     if not os.path.isabs(base):
         base = os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.path.isabs(base):
+        return None
     return os.path.join(base, "homelab.immich_proxy", "file_sha1.json")
 
 
@@ -89,28 +94,38 @@ def _stamp(stat):
 
 
 def _read_cache(path):
+    """The remembered digests, from a regular file (never a link, a FIFO or a device) in a directory, both the
+    user's own and private; {} otherwise."""
     try:
-        if not _private(os.lstat(os.path.dirname(path))):
+        if path is None or not _private(os.lstat(os.path.dirname(path))):
             return {}
-        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(handle, encoding="utf-8") as cache_file:
-            if not _private(os.fstat(cache_file.fileno())):
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            found = os.fstat(handle)
+            if not stat_module.S_ISREG(found.st_mode) or not _private(found):
                 return {}
-            cache = json.load(cache_file)
+            with os.fdopen(handle, encoding="utf-8", closefd=False) as cache_file:
+                cache = json.load(cache_file)
+        finally:
+            os.close(handle)
     except (OSError, ValueError):
         return {}
     return cache if isinstance(cache, dict) else {}
 
 
 def _write_cache(path, cache):
-    """Atomically, best effort: two runs at once both write a valid file, the later one stays. Only the
-    collection's own directory is made, in a cache directory that exists (never a ~/.cache for another user)."""
+    """Atomically, best effort: two runs at once both write a valid file, the later one stays. The collection's
+    own directory is made only in a cache directory of the user's own (never ~/.cache itself, nor a directory in
+    another user's, as under sudo with HOME kept)."""
+    if path is None:
+        return
     directory = os.path.dirname(path)
     try:
-        try:
-            os.mkdir(directory, 0o700)
-        except FileExistsError:
-            pass
+        if not os.path.isdir(directory) and os.lstat(os.path.dirname(directory)).st_uid == os.geteuid():
+            try:
+                os.mkdir(directory, 0o700)
+            except FileExistsError:
+                pass
         if not _private(os.lstat(directory)):
             return
         handle, temporary = tempfile.mkstemp(prefix=".file_sha1.", dir=directory)

@@ -224,6 +224,9 @@ def test_the_adapter_declares_how_it_takes_a_config(kind):
     cls = _proxies.PROXIES[kind]
     assert cls.name == kind
     assert cls.title and cls.title.lower() == kind, "messages name the proxy by its title, the kind as it is written"
+    # a proxy that cannot reload restarts for every watched file (its role's __immich_proxy_watch): start files,
+    # which the serve step restarts a reloading proxy for, would never be looked at
+    assert not (cls.strategy == "restart" and cls.start_files), "a restart proxy lists its start files as watched"
     assert cls.strategy in _proxies.STRATEGIES
     assert cls.acme in ("certbot", "builtin", "none")
     assert (cls.deploy_hook is not None) == (cls.acme == "certbot"), "certbot needs a deploy hook, others none"
