@@ -84,7 +84,11 @@ def start_containers(names):
     for name in names:
         sh(["docker", "rm", "-f", name], check=False)
         sh(["docker", "run", "-d", "--name", name, "--hostname", name, "--cap-add", "SYS_ADMIN",
-            "--cap-add", "SYS_PTRACE", "--security-opt", "seccomp=unconfined", "--cgroupns", "host",
+            "--cap-add", "SYS_PTRACE", "--security-opt", "seccomp=unconfined",
+            # a /proc/sys the container may write, as on a host: the caddy role sets what Caddy's reloads need
+            # there (docker-default AppArmor denies it where AppArmor runs)
+            "--security-opt", "systempaths=unconfined", "--security-opt", "apparmor=unconfined",
+            "--cgroupns", "host",
             "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
             "immich-proxy-test:bookworm", "/lib/systemd/systemd"])
     for name in names:

@@ -21,6 +21,11 @@ description:
     M(homelab.immich_proxy.reload_service) makes the service take the new files even if a run failed in between.
   - O(secret_files) (keys, tunnel credentials) never appear in the diff, the result, an error or a log.
   - Unlike C(ansible.builtin.template) with C(validate), a snippet is tested in the context of the full config.
+  - Kernel settings the proxy's graceful reload needs (Caddy's new connections survive a reload only with
+    C(net.ipv4.tcp_migrate_req=1)) are kept in a file of the kind's own in O(sysctl_dir) and set live, once the
+    config is in place. Where the kernel cannot be told (C(/proc/sys) is read-only, as in a container by default; a
+    kernel older than 5.14), that is no error; RV(kernel) says so, and RV(load) what a reload then drops and what
+    to do.
 author:
   - homelab.immich_proxy contributors (@homelab)
 extends_documentation_fragment:
@@ -204,6 +209,16 @@ options:
     description: Where M(homelab.immich_proxy.reload_service) remembers what the service loaded.
     type: path
     default: /var/lib/immich-proxy
+  sysctl_dir:
+    description:
+      - Where the kernel settings the proxy needs are kept, in C(60-immich-proxy-<kind>.conf), read at boot by
+        C(systemd-sysctl); made if missing. Each setting is written with a leading C(-), so that a kernel without it
+        is no error at boot.
+      - The file is the kind's own, apart from the config (writing it makes no reload); no other kind's run removes
+        it, so two kinds on one host (a tunnel beside Caddy) leave each other's alone.
+    type: path
+    default: /etc/sysctl.d
+    version_added: 0.7.0
 """
 
 EXAMPLES = r"""
@@ -243,7 +258,8 @@ load:
     - How the service will take the config on disk (in check mode, the config it would be given).
     - C(action) is C(started) (stopped, or not installed yet), C(none) (it runs exactly that config already),
       C(reloaded) or C(restarted) (which drops open connections); C(drops) is what a reload of the installed
-      version still drops (Caddy before 2.7 closes open websockets) as a sentence, or null.
+      version still drops as a sentence, or null (Caddy before 2.7 closes open websockets; Caddy resets new
+      connections where C(net.ipv4.tcp_migrate_req) cannot be set, see RV(kernel)).
   returned: when O(watch) is given
   type: dict
   sample: {"action": "reloaded", "drops": null}
@@ -263,12 +279,26 @@ check_failure:
   type: str
   sample: null
   version_added: 0.7.0
+kernel:
+  description:
+    - Each kernel setting the proxy's graceful reload needs, as the running kernel has it after the call (in check
+      mode, as it would have it), with C(name), C(wanted), C(live) (null where this kernel has no such setting) and
+      C(set) (whether this call set it, or would in check mode). Empty for a proxy that needs none.
+    - A setting that is not as wanted after the call (the kernel cannot be told here) is said in RV(load)'s
+      C(drops), which RV(load) has when O(watch) is given and the service is to reload.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "net.ipv4.tcp_migrate_req", "wanted": "1", "live": "1", "set": true}]
+  version_added: 0.7.0
 validation:
   description: What the proxy's checker said about the accepted config.
   returned: when the config changed and was tested
   type: str
   sample: ""
 """
+
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -330,6 +360,7 @@ def _apply_files(module, proxy, made):
         "diff": [d.diff() for d in made] + [c.diff() for c in pending],
     }
     if not pending or module.check_mode:
+        _apply_kernel(module, proxy, result)
         return _with_load(module, proxy, result, would_change=pending)
     validate = module.params["validate"]
     if validate:
@@ -351,7 +382,50 @@ def _apply_files(module, proxy, made):
     except ApplyError:
         state.restore(recorded)
         raise
+    _apply_kernel(module, proxy, result)
     return _with_load(module, proxy, result)
+
+
+def _apply_kernel(module, proxy, result):
+    """Once the config is in place (a refused one changes nothing): the kernel settings the proxy needs, kept in a
+    sysctl.d file of the kind's own (apart from the config: no reload for it, and no other kind on the host removes
+    it) and set live where they differ and the kernel can be told."""
+    result["kernel"] = []
+    if not proxy.sysctls:
+        return
+    check = module.check_mode
+    path = os.path.join(module.params["sysctl_dir"], "60-immich-proxy-%s.conf" % proxy.name)
+    lines = ["# Kept by homelab.immich_proxy (apply_config): kernel settings a graceful reload of %s needs, set live"
+             % proxy.title, "# by the role and read at boot by systemd-sysctl. A leading '-': a kernel without the "
+             "setting is no error."]
+    for name, value, drops in proxy.sysctls:
+        lines += ["# Without it, %s." % drops, "-%s = %s" % (name, value)]
+    directory = None if os.path.isdir(module.params["sysctl_dir"]) else DirectoryChange(
+        module.params["sysctl_dir"], "0755", "root", "root", check_mode=check)
+    kept = Transaction([FileChange(path, "\n".join(lines) + "\n", "0644", "root", "root", check_mode=check)])
+    if kept.pending or directory:
+        result["changed"] = True
+        result["changed_files"] += ([directory.path] if directory else []) + [path]
+        result["diff"] += ([directory.diff()] if directory else []) + [c.diff() for c in kept.pending]
+        if not check:
+            try:
+                if directory:
+                    directory.apply()
+                kept.apply(lambda: "")
+            except (ApplyError, OSError) as exc:
+                module.warn("%s could not be written (%s): the kernel settings below are set until the next boot "
+                            "only" % (path, exc))
+    for found in proxy.kernel():
+        setting = {"name": found["name"], "wanted": found["wanted"], "live": found["live"], "set": False}
+        if found["live"] != found["wanted"] and found["settable"]:
+            failure = proxy.plan_kernel(found) if check else proxy.set_kernel(found)
+            if failure is None:
+                setting.update(live=found["wanted"], set=True)
+                result["changed"] = True
+                result["diff"].append({"before_header": "%s (the running kernel)" % found["name"],
+                                       "after_header": "%s (the running kernel)" % found["name"],
+                                       "before": found["live"] + "\n", "after": found["wanted"] + "\n"})
+        result["kernel"].append(setting)
 
 
 def _with_load(module, proxy, result, would_change=()):
@@ -400,6 +474,7 @@ def main():
             watch=dict(type="list", elements="path"),
             check=dict(type="dict", options=dict(CHECK_OPTIONS)),
             state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+            sysctl_dir=dict(type="path", default="/etc/sysctl.d"),
         ),
         required_by=dict(check="watch"),
         supports_check_mode=True,

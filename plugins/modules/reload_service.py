@@ -84,7 +84,9 @@ action:
 drops:
   description:
     - For a reload, what the installed version of the proxy still drops when it reloads (Caddy before 2.7 closes
-      open websockets), as a sentence; null when a reload drops nothing or the action is not a reload.
+      open websockets; Caddy resets new connections where the kernel setting
+      M(homelab.immich_proxy.apply_config) sets is not live), as a sentence; null when a reload drops nothing or
+      the action is not a reload.
   returned: when the proxy is installed
   type: str
   sample: null

@@ -40,6 +40,7 @@ KINDS = {
         # how the proxy takes new files: reload (tested in place, then a graceful reload) or watch (applied as
         # written, so they must be checked before and proven live after)
         "strategy": "reload",
+        "sysctls": {},
         # for strategy watch: role variables whose change the running proxy takes without a restart
         "live_change_vars": None,
         # a settings change that alters the config files (one the running proxy takes without a restart where it can)
@@ -146,6 +147,7 @@ server {
     "apache": {
         "acme": "certbot",
         "strategy": "reload",
+        "sysctls": {},
         "live_change_vars": None,
         "config_change_vars": {"immich_proxy_timeout": 700},
         "switch_to": None,
@@ -193,6 +195,9 @@ Listen 8180
     "caddy": {
         "acme": "builtin",
         "strategy": "reload",
+        # the kernel settings the role sets for a graceful reload (each config Caddy loads opens its own
+        # listening socket; Linux hands the connections queued on the old one to the new one only so)
+        "sysctls": {"net.ipv4.tcp_migrate_req": "1"},
         "live_change_vars": None,
         "config_change_vars": {"immich_proxy_timeout": 700},
         "switch_to": None,
@@ -243,6 +248,7 @@ http://photos.immich.test:8180 {
     "traefik": {
         "acme": "builtin",
         "strategy": "watch",
+        "sysctls": {},
         "live_change_vars": {"traefik_health_interval": 7},
         "config_change_vars": {"traefik_health_interval": 7},
         "switch_to": None,
@@ -333,6 +339,7 @@ http:
     "cloudflared": {
         "acme": "none",
         "strategy": "restart",
+        "sysctls": {},
         "live_change_vars": None,
         "config_change_vars": {"cloudflared_loglevel": "warn"},
         "switch_to": None,

@@ -38,6 +38,8 @@ COLUMNS = [
     ("switch_outage_s", "longest switch outage a client saw, s"),
     ("in_flight", "upload + websocket kept through a config change"),
     ("in_flight_said", "upload kept, websocket drop said first"),
+    ("reload_requests", "new connections during reloads"),
+    ("reload_lost", "lost"),
     ("uploads", "uploads completed"),
     ("upload_gib", "GiB uploaded"),
     ("pool_requests", "requests during a backend stop"),

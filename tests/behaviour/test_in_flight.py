@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Nothing lost in flight: an upload and a websocket open while the role applies a config change that also adds a
-backend to the pool."""
+backend to the pool; new connections while the proxy reloads."""
 from __future__ import annotations
 
+import http.client
 import json
 import ssl
 import threading
@@ -16,6 +17,10 @@ from harness import backend_json, multipart_upload, sh
 pytestmark = [pytest.mark.needs(listens=True), pytest.mark.faults]
 
 GiB = 1024 ** 3
+# reloads while clients open a new connection for each request (20 reset 61 connections of Caddy's without
+# net.ipv4.tcp_migrate_req, bench/README.md)
+RELOADS = 20
+CLIENTS = 16
 # slow enough (about a minute) that the upload spans the whole run of the role
 RATE = 24 * 1024 ** 2
 SIZE = 2 * GiB
@@ -118,3 +123,52 @@ def _in_flight(proxy, host, kind, traits, converge, backend_ports, figures, adde
         ws.close()
         thread.join(timeout=900)
         converge()
+
+
+@pytest.mark.needs(strategy="reload")
+def test_new_connections_while_the_proxy_reloads_are_all_answered(proxy, host, kind, traits, figures):
+    """nginx and Apache keep their listening sockets through a reload. Each config Caddy loads opens a socket of its
+    own (SO_REUSEPORT) and the old one is closed: Linux resets the connections queued on it unless
+    net.ipv4.tcp_migrate_req is 1, which the role sets, live and in /etc/sysctl.d (the caddy scenario's containers
+    may write their /proc/sys, as a host may)."""
+    for name, value in traits["sysctls"].items():
+        assert sh(host, "cat /proc/sys/%s" % name.replace(".", "/")).stdout.strip() == value, (
+            "the role left %s as it was" % name)
+        kept = sh(host, "cat /etc/sysctl.d/60-immich-proxy-%s.conf" % kind).stdout
+        assert "-%s = %s" % (name, value) in kept.splitlines(), "%s is not kept for the next boot:\n%s" % (name, kept)
+    answered, lost = [0], []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client():
+        while not stop.is_set():
+            try:
+                status, _headers, _data = proxy.request("GET", "/api/server/ping", headers={"Connection": "close"},
+                                                        timeout=15)
+                failure = None if status == 200 else "HTTP %d" % status
+            except (OSError, http.client.HTTPException) as exc:
+                failure = repr(exc)
+            with lock:
+                if failure:
+                    lost.append(failure)
+                else:
+                    answered[0] += 1
+
+    clients = [threading.Thread(target=client, daemon=True) for _number in range(CLIENTS)]
+    for thread in clients:
+        thread.start()
+    try:
+        time.sleep(1)
+        for _number in range(RELOADS):
+            sh(host, "systemctl reload %s" % traits["service"])
+            time.sleep(0.3)
+        time.sleep(1)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=30)
+    figures.add("reload_requests", answered[0] + len(lost))
+    figures.add("reload_lost", len(lost))
+    assert answered[0] > RELOADS * CLIENTS, "too few requests to tell (%d answered)" % answered[0]
+    assert not lost, "%d of %d new connections during %d reloads of %s failed: %s" % (
+        len(lost), answered[0] + len(lost), RELOADS, traits["service"], sorted(set(lost))[:5])

@@ -51,6 +51,14 @@ def test_every_kind_has_traits_in_the_behaviour_suite():
     assert sorted(behaviour_traits()) == KINDS
 
 
+def test_the_behaviour_suite_expects_the_kernel_settings_each_adapter_needs():
+    """The suite finds live and kept what the adapter's sysctls say; a setting added to one and not the other
+    fails here, not unnoticed."""
+    traits = behaviour_traits()
+    for kind in KINDS:
+        assert traits[kind]["sysctls"] == {name: value for name, value, _drops in PROXIES[kind].sysctls}, kind
+
+
 def test_nothing_else_lists_the_kinds_by_hand():
     """The modules, the contract role and site.yml take the kinds from the registry or from roles/."""
     assert "choices" not in yaml.safe_load(ModuleDocFragment.PROXY_KIND)["options"]["kind"]

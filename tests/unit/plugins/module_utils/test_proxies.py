@@ -435,14 +435,75 @@ def test_traefik_extra_middlewares_are_plain_names(name, ok):
     ("v2.7.6 h1:w0NymbG2m9PcvKWsrXO6EEkY9Ru4FJK8uQbYcev1p3A=", False),
     ("v2.11.7 h1:yj0Y4fYZGPkSvibBJ1sTWE33xC0fxztVyXEW5iIdUT4=", False),
 ])
-def test_caddy_before_2_7_says_a_reload_closes_websockets(version, drops):
+def test_caddy_before_2_7_says_a_reload_closes_websockets(version, drops, kernel):
     """From 2.7 the role keeps them with stream_close_delay; before, the run says so before the reload."""
+    kernel("1")
     said = _proxies.Caddy(Module({("/usr/sbin/caddy", "version"): (0, version + "\n", "")})).reload_drops()
     assert (said is not None) == drops
     if drops:
         assert said.startswith("Caddy v2.6.2 closes open websockets on every reload")
 
 
-def test_the_other_proxies_drop_nothing_on_a_reload():
+def test_the_other_proxies_drop_nothing_on_a_reload(kernel):
+    kernel("0")
     for kind in ("nginx", "apache", "traefik", "cloudflared"):
         assert _proxies.PROXIES[kind](Module({})).reload_drops() is None
+
+
+@pytest.fixture
+def kernel(tmp_path, monkeypatch):
+    """A /proc/sys of the test's own: kernel(value) gives net.ipv4.tcp_migrate_req that value (None: this kernel
+    has no such setting), kernel(value, writable=False) one this process cannot set (a container's read-only
+    /proc/sys)."""
+    monkeypatch.setattr(_proxies, "PROC_SYS", str(tmp_path / "sys"))
+    path = tmp_path / "sys" / "net" / "ipv4" / "tcp_migrate_req"
+
+    def make(value, writable=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if value is not None:
+            path.write_text(value + "\n")
+        real_access = os.access
+        monkeypatch.setattr(_proxies.os, "access", lambda where, mode: (
+            False if str(where) == str(path) and not writable else real_access(where, mode)))
+        return path
+
+    return make
+
+
+CADDY_26 = {("/usr/sbin/caddy", "version"): (0, "v2.6.2 h1:x=\n", "")}
+
+
+@pytest.mark.parametrize("value, writable, drops", [
+    ("1", True, None),
+    ("1", False, None),
+    # reload_service's view: apply_config set it, and it was set back since
+    ("0", True, "net.ipv4.tcp_migrate_req is 0 here, set back since the role set it (the next run sets it again)"),
+    ("0", False, "net.ipv4.tcp_migrate_req is 0 here and the role cannot set it (/proc/sys is read-only, as in a "
+                 "container by default; in a container, start it with --sysctl net.ipv4.tcp_migrate_req=1)"),
+    (None, False, "this kernel has no net.ipv4.tcp_migrate_req (Linux 5.14 and later have it)"),
+])
+def test_caddy_says_a_reload_resets_new_connections_where_the_kernel_cannot_hand_them_over(
+        kernel, value, writable, drops):
+    kernel(value, writable)
+    said = _proxies.Caddy(Module({("/usr/sbin/caddy", "version"): (0, "v2.8.4 h1:x=\n", "")})).reload_drops()
+    if drops is None:
+        assert said is None
+    else:
+        assert said == ("a new connection that reaches Caddy just as a reload closes the old configuration's "
+                        "listening socket is reset: " + drops)
+    # said after the websockets, where an old Caddy drops those too
+    both = _proxies.Caddy(Module(CADDY_26)).reload_drops()
+    assert both.startswith("Caddy v2.6.2 closes open websockets")
+    assert both.endswith(said or "uploads in progress complete")
+
+
+def test_kernel_reads_each_setting_as_the_running_kernel_has_it(kernel):
+    path = kernel("0")
+    caddy = _proxies.Caddy(Module({}))
+    assert caddy.kernel() == [
+        {"name": "net.ipv4.tcp_migrate_req", "wanted": "1", "live": "0", "path": str(path), "settable": True}]
+    assert _proxies.PROXIES["nginx"](Module({})).kernel() == []
+    # check mode: as a real run would leave it, and nothing written
+    caddy.plan_kernel(caddy.kernel()[0])
+    assert caddy.kernel()[0]["live"] == "1" and path.read_text() == "0\n"
+    assert caddy.set_kernel(caddy.kernel()[0]) is None and path.read_text() == "1\n"

@@ -10,6 +10,7 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.homelab.immich_proxy.plugins.module_utils import _proxies
 from ansible_collections.homelab.immich_proxy.plugins.modules import apply_config
 
 ME = pwd.getpwuid(os.getuid()).pw_name
@@ -305,3 +306,124 @@ def test_a_bad_check_option_names_it(tmp_path, nginx, run_module, runs_as_on_dis
     run_module(apply_config, args(tmp_path, watch=[], check=CHECK))
     result, failed = run_module(apply_config, args(tmp_path, watch=[], check=dict(CHECK, max_body_size="lots")))
     assert failed and result["msg"].startswith("check.max_body_size 'lots'"), result["msg"]
+
+
+TUNE = ("net.ipv4.tcp_migrate_req", "1", "a new connection is reset")
+
+
+@pytest.fixture
+def kernel(tmp_path, monkeypatch):
+    """nginx given a kernel setting it needs (as Caddy has), and a /proc/sys of the test's own where it is 0."""
+    monkeypatch.setattr(_proxies.Nginx, "sysctls", (TUNE,))
+    monkeypatch.setattr(_proxies, "PROC_SYS", str(tmp_path / "proc"))
+    live = tmp_path / "proc" / "net" / "ipv4" / "tcp_migrate_req"
+    live.parent.mkdir(parents=True)
+    live.write_text("0\n")
+    return live
+
+
+def kernel_args(tmp_path, **extra):
+    return args(tmp_path, sysctl_dir=str(tmp_path / "sysctl.d"), **extra)
+
+
+def kept(tmp_path, kind="nginx"):
+    return tmp_path / "sysctl.d" / ("60-immich-proxy-%s.conf" % kind)
+
+
+def test_a_kernel_setting_the_proxy_needs_is_kept_and_set_live_after_the_config(tmp_path, nginx, run_module, kernel):
+    result, failed = run_module(apply_config, kernel_args(tmp_path), diff=True)
+    assert not failed and result["changed"]
+    text = kept(tmp_path).read_text()
+    assert "\n-net.ipv4.tcp_migrate_req = 1\n" in text and "# Without it, a new connection is reset." in text
+    assert kernel.read_text() == "1\n"
+    assert result["kernel"] == [{"name": "net.ipv4.tcp_migrate_req", "wanted": "1", "live": "1", "set": True}]
+    assert result["changed_files"] == [str(tmp_path / "immich.conf"), str(tmp_path / "sysctl.d"), str(kept(tmp_path))]
+    assert {"before": "0\n", "after": "1\n"}.items() <= result["diff"][-1].items()
+    again, failed = run_module(apply_config, kernel_args(tmp_path))
+    assert not failed and not again["changed"]
+    assert again["kernel"] == [{"name": "net.ipv4.tcp_migrate_req", "wanted": "1", "live": "1", "set": False}]
+    # set back by hand: the next run sets it again, and nothing else changes
+    kernel.write_text("0\n")
+    again, failed = run_module(apply_config, kernel_args(tmp_path))
+    assert not failed and again["changed"] and again["changed_files"] == [] and kernel.read_text() == "1\n"
+
+
+def test_the_kernel_file_alone_leaves_the_service_no_reload_due(tmp_path, nginx, run_module, kernel):
+    """Kept apart from the config: an upgrade that adds it, or a hand edit of it, reloads nothing."""
+    run_module(apply_config, kernel_args(tmp_path))
+    state = tmp_path / "nginx.loaded.json"
+    state.write_text('{"digest": "as loaded"}')
+    kept(tmp_path).write_text("# edited by hand\n")
+    result, failed = run_module(apply_config, kernel_args(tmp_path))
+    assert not failed and result["changed_files"] == [str(kept(tmp_path))]
+    assert state.read_text() == '{"digest": "as loaded"}', "the kernel file marked the service due a reload"
+    assert nginx[0] == [["/usr/sbin/nginx", "-t", "-q"]], "the proxy's checker ran for the kernel file"
+
+
+def test_check_mode_says_the_kernel_setting_and_sets_nothing(tmp_path, nginx, run_module, kernel):
+    result, failed = run_module(apply_config, kernel_args(tmp_path), check_mode=True, diff=True)
+    assert not failed and result["changed"]
+    assert result["kernel"] == [{"name": "net.ipv4.tcp_migrate_req", "wanted": "1", "live": "1", "set": True}]
+    assert {"before": "0\n", "after": "1\n"}.items() <= result["diff"][-1].items()
+    assert kernel.read_text() == "0\n" and not (tmp_path / "sysctl.d").exists()
+
+
+def test_a_refused_config_sets_no_kernel_setting_either(tmp_path, nginx, run_module, kernel):
+    nginx[1].update(rc=1, err="nginx: [emerg] unknown directive")
+    result, failed = run_module(apply_config, kernel_args(tmp_path))
+    assert failed and "unknown directive" in result["msg"]
+    assert kernel.read_text() == "0\n" and not (tmp_path / "sysctl.d").exists()
+
+
+def test_a_kernel_that_cannot_be_told_is_said_before_a_reload_not_an_error(
+        tmp_path, nginx, run_module, kernel, runs_as_on_disk, monkeypatch):
+    monkeypatch.setattr(_proxies.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(_proxies.Nginx, "installed", lambda self: True)
+    runs_as_on_disk["action"] = "reloaded"
+    result, failed = run_module(apply_config, kernel_args(tmp_path, watch=[]))
+    assert not failed and kernel.read_text() == "0\n"
+    assert result["kernel"] == [{"name": "net.ipv4.tcp_migrate_req", "wanted": "1", "live": "0", "set": False}]
+    assert result["load"]["drops"] == (
+        "a new connection is reset: net.ipv4.tcp_migrate_req is 0 here and the role cannot set it (/proc/sys is "
+        "read-only, as in a container by default; in a container, start it with --sysctl "
+        "net.ipv4.tcp_migrate_req=1)"), result["load"]
+    # the file is kept still: read at the next boot (of a host whose /proc/sys is writable)
+    assert kept(tmp_path).exists()
+
+
+def test_a_write_the_kernel_refuses_is_said_before_a_reload_not_an_error(
+        tmp_path, nginx, run_module, kernel, runs_as_on_disk, monkeypatch):
+    """Writable by its mode, refused all the same (AppArmor's docker-default profile denies writes to /proc/sys)."""
+    real_open = open
+
+    def refusing_open(path, *rest, **kwargs):
+        if str(path) == str(kernel) and rest and rest[0] == "w":
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *rest, **kwargs)
+
+    monkeypatch.setattr(_proxies, "open", refusing_open, raising=False)
+    monkeypatch.setattr(_proxies.Nginx, "installed", lambda self: True)
+    runs_as_on_disk["action"] = "reloaded"
+    result, failed = run_module(apply_config, kernel_args(tmp_path, watch=[]))
+    assert not failed and kernel.read_text() == "0\n"
+    assert result["kernel"][0]["set"] is False
+    assert result["load"]["drops"] == (
+        "a new connection is reset: net.ipv4.tcp_migrate_req is 0 here and the role could not set it (Permission "
+        "denied; in a container, start it with --sysctl net.ipv4.tcp_migrate_req=1)"), result["load"]
+
+
+def test_another_kind_on_the_host_leaves_the_kernel_file_alone(tmp_path, nginx, run_module, kernel, monkeypatch):
+    """A tunnel beside Caddy on one host: each run of the other kind would otherwise undo it."""
+    run_module(apply_config, kernel_args(tmp_path))
+    monkeypatch.setattr(_proxies.Nginx, "sysctls", ())
+    result, failed = run_module(apply_config, kernel_args(tmp_path))
+    assert not failed and not result["changed"] and result["kernel"] == []
+    assert kept(tmp_path).exists() and kernel.read_text() == "1\n"
+
+
+def test_a_setting_of_several_values_reads_back_as_it_was_set(tmp_path, nginx, run_module, kernel, monkeypatch):
+    monkeypatch.setattr(_proxies.Nginx, "sysctls", (("net.ipv4.tcp_migrate_req", "4096 87380", "slow"),))
+    kernel.write_text("4096\t87380\n")
+    result, failed = run_module(apply_config, kernel_args(tmp_path))
+    assert not failed and result["kernel"][0] == {"name": "net.ipv4.tcp_migrate_req", "wanted": "4096 87380",
+                                                  "live": "4096 87380", "set": False}
