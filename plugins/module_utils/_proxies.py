@@ -312,8 +312,10 @@ class Proxy:
                 said.append("%s: %s is %s here and the role cannot set it (/proc/sys is read-only, as in a "
                             "container by default; %s)" % (drops, name, live, container))
             else:
-                said.append("%s: %s is %s here, set back since the role set it (the next run sets it again)"
-                            % (drops, name, live))
+                # (reload_service's view, in a process of its own: a write apply_config found refused, or a
+                # value set back since)
+                said.append("%s: %s is %s here, not the %s the role sets (its next run sets it, or says why it "
+                            "cannot)" % (drops, name, live, wanted))
         return "; ".join(said) or None
 
     def generation(self):

@@ -400,32 +400,42 @@ def _apply_kernel(module, proxy, result):
              "setting is no error."]
     for name, value, drops in proxy.sysctls:
         lines += ["# Without it, %s." % drops, "-%s = %s" % (name, value)]
-    directory = None if os.path.isdir(module.params["sysctl_dir"]) else DirectoryChange(
-        module.params["sysctl_dir"], "0755", "root", "root", check_mode=check)
-    kept = Transaction([FileChange(path, "\n".join(lines) + "\n", "0644", "root", "root", check_mode=check)])
-    if kept.pending or directory:
-        result["changed"] = True
-        result["changed_files"] += ([directory.path] if directory else []) + [path]
-        result["diff"] += ([directory.diff()] if directory else []) + [c.diff() for c in kept.pending]
-        if not check:
-            try:
+    # nothing here may fail the run or undo it: the config is in place and the service due to take it
+    try:
+        directory = None if os.path.isdir(module.params["sysctl_dir"]) else DirectoryChange(
+            module.params["sysctl_dir"], "0755", "root", "root", check_mode=check)
+        kept = Transaction([FileChange(path, "\n".join(lines) + "\n", "0644", "root", "root", check_mode=check)])
+        if kept.pending or directory:
+            diff = ([directory.diff()] if directory else []) + [c.diff() for c in kept.pending]
+            if not check:
                 if directory:
                     directory.apply()
                 kept.apply(lambda: "")
-            except (ApplyError, OSError) as exc:
-                module.warn("%s could not be written (%s): the kernel settings below are set until the next boot "
-                            "only" % (path, exc))
+            result["changed"] = True
+            result["changed_files"] += ([directory.path] if directory else []) + [path]
+            result["diff"] += diff
+    except (ApplyError, OSError, ValueError) as exc:
+        cause = exc.__cause__ or exc
+        module.warn("%s could not be written (%s): the kernel settings %s needs are not kept for the next boot "
+                    "(the configuration is applied all the same)" % (path, cause, proxy.title))
     for found in proxy.kernel():
-        setting = {"name": found["name"], "wanted": found["wanted"], "live": found["live"], "set": False}
         if found["live"] != found["wanted"] and found["settable"]:
-            failure = proxy.plan_kernel(found) if check else proxy.set_kernel(found)
-            if failure is None:
-                setting.update(live=found["wanted"], set=True)
-                result["changed"] = True
-                result["diff"].append({"before_header": "%s (the running kernel)" % found["name"],
-                                       "after_header": "%s (the running kernel)" % found["name"],
-                                       "before": found["live"] + "\n", "after": found["wanted"] + "\n"})
-        result["kernel"].append(setting)
+            if check:
+                proxy.plan_kernel(found)
+            elif proxy.set_kernel(found) is not None:
+                # refused (AppArmor, SELinux): said in load.drops by kernel_drops()
+                result["kernel"].append({"name": found["name"], "wanted": found["wanted"], "set": False})
+                continue
+            result["changed"] = True
+            result["diff"].append({"before_header": "%s (the running kernel)" % found["name"],
+                                   "after_header": "%s (the running kernel)" % found["name"],
+                                   "before": found["live"] + "\n", "after": found["wanted"] + "\n"})
+            result["kernel"].append({"name": found["name"], "wanted": found["wanted"], "set": True})
+        else:
+            result["kernel"].append({"name": found["name"], "wanted": found["wanted"], "set": False})
+    # as the running kernel has it now (read again; in check mode, as the run would leave it)
+    for setting, found in zip(result["kernel"], proxy.kernel()):
+        setting["live"] = found["live"]
 
 
 def _with_load(module, proxy, result, would_change=()):

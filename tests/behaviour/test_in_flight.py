@@ -129,8 +129,8 @@ def _in_flight(proxy, host, kind, traits, converge, backend_ports, figures, adde
 def test_new_connections_while_the_proxy_reloads_are_all_answered(proxy, host, kind, traits, figures):
     """nginx and Apache keep their listening sockets through a reload. Each config Caddy loads opens a socket of its
     own (SO_REUSEPORT) and the old one is closed: Linux resets the connections queued on it unless
-    net.ipv4.tcp_migrate_req is 1, which the role sets, live and in /etc/sysctl.d (the caddy scenario's containers
-    may write their /proc/sys, as a host may)."""
+    net.ipv4.tcp_migrate_req is 1, which the role sets, live and in /etc/sysctl.d (the test bed's containers
+    may write their /proc/sys, as a host may: molecule/_shared/prepare.yml)."""
     for name, value in traits["sysctls"].items():
         assert sh(host, "cat /proc/sys/%s" % name.replace(".", "/")).stdout.strip() == value, (
             "the role left %s as it was" % name)

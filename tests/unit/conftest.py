@@ -6,6 +6,7 @@ import json
 
 import pytest
 from ansible.module_utils import basic
+from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.common.warnings import get_warning_messages
 from ansible.module_utils.testing import patch_module_args
 
@@ -37,6 +38,8 @@ def run_module(monkeypatch):
 
     def runner(module, args, check_mode=False, diff=False):
         args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+        # a module runs once in its process; here many run in one, so each starts with no warning of another's
+        ansible_warnings._global_warnings.clear()
         with patch_module_args(json.loads(json.dumps(args))), pytest.raises(ModuleExit) as caught:
             module.main()
         return caught.value.result, caught.value.failed

@@ -476,8 +476,9 @@ CADDY_26 = {("/usr/sbin/caddy", "version"): (0, "v2.6.2 h1:x=\n", "")}
 @pytest.mark.parametrize("value, writable, drops", [
     ("1", True, None),
     ("1", False, None),
-    # reload_service's view: apply_config set it, and it was set back since
-    ("0", True, "net.ipv4.tcp_migrate_req is 0 here, set back since the role set it (the next run sets it again)"),
+    # reload_service's view: apply_config's write refused (AppArmor), or the value set back since
+    ("0", True, "net.ipv4.tcp_migrate_req is 0 here, not the 1 the role sets (its next run sets it, or says why it "
+                "cannot)"),
     ("0", False, "net.ipv4.tcp_migrate_req is 0 here and the role cannot set it (/proc/sys is read-only, as in a "
                  "container by default; in a container, start it with --sysctl net.ipv4.tcp_migrate_req=1)"),
     (None, False, "this kernel has no net.ipv4.tcp_migrate_req (Linux 5.14 and later have it)"),

@@ -322,6 +322,10 @@ def kernel(tmp_path, monkeypatch):
     return live
 
 
+# the kernel file is root's, as systemd-sysctl wants it
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the kernel settings file is written as root:root")
+
+
 def kernel_args(tmp_path, **extra):
     return args(tmp_path, sysctl_dir=str(tmp_path / "sysctl.d"), **extra)
 
@@ -330,6 +334,7 @@ def kept(tmp_path, kind="nginx"):
     return tmp_path / "sysctl.d" / ("60-immich-proxy-%s.conf" % kind)
 
 
+@needs_root
 def test_a_kernel_setting_the_proxy_needs_is_kept_and_set_live_after_the_config(tmp_path, nginx, run_module, kernel):
     result, failed = run_module(apply_config, kernel_args(tmp_path), diff=True)
     assert not failed and result["changed"]
@@ -348,6 +353,7 @@ def test_a_kernel_setting_the_proxy_needs_is_kept_and_set_live_after_the_config(
     assert not failed and again["changed"] and again["changed_files"] == [] and kernel.read_text() == "1\n"
 
 
+@needs_root
 def test_the_kernel_file_alone_leaves_the_service_no_reload_due(tmp_path, nginx, run_module, kernel):
     """Kept apart from the config: an upgrade that adds it, or a hand edit of it, reloads nothing."""
     run_module(apply_config, kernel_args(tmp_path))
@@ -375,6 +381,7 @@ def test_a_refused_config_sets_no_kernel_setting_either(tmp_path, nginx, run_mod
     assert kernel.read_text() == "0\n" and not (tmp_path / "sysctl.d").exists()
 
 
+@needs_root
 def test_a_kernel_that_cannot_be_told_is_said_before_a_reload_not_an_error(
         tmp_path, nginx, run_module, kernel, runs_as_on_disk, monkeypatch):
     monkeypatch.setattr(_proxies.os, "access", lambda path, mode: False)
@@ -391,6 +398,7 @@ def test_a_kernel_that_cannot_be_told_is_said_before_a_reload_not_an_error(
     assert kept(tmp_path).exists()
 
 
+@needs_root
 def test_a_write_the_kernel_refuses_is_said_before_a_reload_not_an_error(
         tmp_path, nginx, run_module, kernel, runs_as_on_disk, monkeypatch):
     """Writable by its mode, refused all the same (AppArmor's docker-default profile denies writes to /proc/sys)."""
@@ -412,6 +420,7 @@ def test_a_write_the_kernel_refuses_is_said_before_a_reload_not_an_error(
         "denied; in a container, start it with --sysctl net.ipv4.tcp_migrate_req=1)"), result["load"]
 
 
+@needs_root
 def test_another_kind_on_the_host_leaves_the_kernel_file_alone(tmp_path, nginx, run_module, kernel, monkeypatch):
     """A tunnel beside Caddy on one host: each run of the other kind would otherwise undo it."""
     run_module(apply_config, kernel_args(tmp_path))
@@ -421,9 +430,31 @@ def test_another_kind_on_the_host_leaves_the_kernel_file_alone(tmp_path, nginx, 
     assert kept(tmp_path).exists() and kernel.read_text() == "1\n"
 
 
+@needs_root
 def test_a_setting_of_several_values_reads_back_as_it_was_set(tmp_path, nginx, run_module, kernel, monkeypatch):
     monkeypatch.setattr(_proxies.Nginx, "sysctls", (("net.ipv4.tcp_migrate_req", "4096 87380", "slow"),))
     kernel.write_text("4096\t87380\n")
     result, failed = run_module(apply_config, kernel_args(tmp_path))
     assert not failed and result["kernel"][0] == {"name": "net.ipv4.tcp_migrate_req", "wanted": "4096 87380",
                                                   "live": "4096 87380", "set": False}
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_a_kernel_file_that_cannot_be_written_is_a_warning_after_the_config_is_applied(
+        tmp_path, nginx, run_module, kernel, where):
+    """The config is in place and the service due to take it: nothing of that is failed or undone, and the file is
+    not said to be written."""
+    (tmp_path / "blocker").write_text("not a directory")
+    sysctl_dir = tmp_path / "blocker" if where == "a file" else tmp_path / "blocker" / "sysctl.d"
+    made = tmp_path / "made"
+    extra = dict(sysctl_dir=str(sysctl_dir), directories=[{"path": str(made), "mode": "0750"}])
+    for _run in range(2):
+        result, failed = run_module(apply_config, args(tmp_path, **extra))
+        assert not failed, result["msg"]
+        assert not any("sysctl" in path or "blocker" in path for path in result["changed_files"]), result
+        assert any("could not be written" in warning for warning in result.get("warnings", [])), result
+        assert (tmp_path / "immich.conf").read_text() == "server {}\n"
+        assert made.is_dir() and oct(made.stat().st_mode & 0o777) == "0o750"
+        # live all the same
+        assert kernel.read_text() == "1\n"
+    assert not result["changed"], "a file that cannot be written is a change on every run"
