@@ -40,6 +40,7 @@ COLUMNS = [
     ("in_flight_said", "upload kept, websocket drop said first"),
     ("reload_requests", "new connections during reloads"),
     ("reload_lost", "lost"),
+    ("reload_lost_said", "of those, said first by the role"),
     ("uploads", "uploads completed"),
     ("upload_gib", "GiB uploaded"),
     ("pool_requests", "requests during a backend stop"),
