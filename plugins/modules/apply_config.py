@@ -258,8 +258,9 @@ load:
     - How the service will take the config on disk (in check mode, the config it would be given).
     - C(action) is C(started) (stopped, or not installed yet), C(none) (it runs exactly that config already),
       C(reloaded) or C(restarted) (which drops open connections); C(drops) is what a reload of the installed
-      version still drops as a sentence, or null (Caddy before 2.7 closes open websockets; Caddy resets new
-      connections where C(net.ipv4.tcp_migrate_req) cannot be set, see RV(kernel)).
+      version still drops as a sentence, or null (Caddy before 2.7 closes open websockets; Caddy built with Go
+      1.25 or later may close a new connection unanswered; Caddy resets new connections where
+      C(net.ipv4.tcp_migrate_req) cannot be set, see RV(kernel)).
   returned: when O(watch) is given
   type: dict
   sample: {"action": "reloaded", "drops": null}

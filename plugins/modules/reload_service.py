@@ -84,7 +84,8 @@ action:
 drops:
   description:
     - For a reload, what the installed version of the proxy still drops when it reloads (Caddy before 2.7 closes
-      open websockets; Caddy resets new connections where the kernel setting
+      open websockets; Caddy built with Go 1.25 or later may close a new connection unanswered; Caddy resets new
+      connections where the kernel setting
       M(homelab.immich_proxy.apply_config) sets is not live), as a sentence; null when a reload drops nothing or
       the action is not a reload.
   returned: when the proxy is installed
