@@ -556,7 +556,7 @@ class Caddy(Proxy):
         said = []
         rc, out, _err = self.module.run_command([self._binary(), "version"])
         match = re.match(r"v?(\d+)\.(\d+)\.", out.strip()) if rc == 0 else None
-        caddy = "Caddy " + out.split()[0] if match else "This Caddy"
+        caddy = "Caddy " + out.split()[0] if match else "this Caddy"
         if match and (int(match.group(1)), int(match.group(2))) < (2, 7):
             said.append("%s closes open websockets on every reload (keeping them needs Caddy 2.7 or later); "
                         "Immich's apps reconnect, uploads in progress complete" % caddy)
@@ -564,14 +564,11 @@ class Caddy(Proxy):
         if go is None or go >= (1, 25):
             # Go 1.25's HTTP server closes, unanswered, a connection whose request it reads after Shutdown began
             # (golang/go#65802, net/http server.go); a reload shuts down the old config's server, which may have
-            # just accepted one. Measured: 20 reloads 0.3 s apart, 16 clients opening a new connection for every
-            # request, net.ipv4.tcp_migrate_req set: Caddy 2.8.4 (Go 1.22), 2.9.1 (1.23), 2.10.0 (1.24) close
-            # none; 2.10.2 (1.25) 55 and 88 of about 50000, 2.11.7 (1.26) 46 to 88; a stdlib-only server swapped
-            # the same way, built with Go 1.24 and 1.25: 0 and 124 (bench/README.md).
+            # just accepted one. Not knowing the Go release is taken at its worst. Measured: bench/README.md.
             said.append("%s, built with %s, may close a new connection unanswered when the configuration "
                         "it replaces had just accepted it: that request fails and must be sent again (Go's HTTP "
                         "server does so from Go 1.25 on; a Caddy built with an earlier Go does not)"
-                        % (caddy, "Go %d.%d" % go if go else "a Go release it does not name"))
+                        % (caddy, "Go %d.%d" % go if go else "a Go release that caddy build-info did not name"))
         kernel = self.kernel_drops()
         if kernel:
             said.append(kernel)
