@@ -451,8 +451,8 @@ def build_info(go):
     # what it does not say is taken at its worst for new connections
     ("v2.11.7", None, ["Caddy v2.11.7, built with a Go release that caddy build-info did not name, may close a new "
                        "connection"]),
-    ("v2.11.7", "devel go1.26-abc123 Tue Jan 6 2026", ["Caddy v2.11.7, built with a Go release that caddy "
-                                                      "build-info did not name, may close a new connection"]),
+    ("v2.11.7", "devel go1.26-abc123 Tue Jan 6 2026",
+     ["Caddy v2.11.7, built with a Go release that caddy build-info did not name, may close a new connection"]),
     ("v2.11.7", "go2.0.1", ["Caddy v2.11.7, built with Go 2.0, may close a new connection"]),
     ("something else", "go1.24.2", []),
     ("something else", "go1.25.0", ["this Caddy, built with Go 1.25, may close a new connection"]),
@@ -464,10 +464,11 @@ def test_caddy_says_what_a_reload_of_its_build_drops(version, go, drops, kernel)
     later, new connections the old configuration had just accepted (Go 1.25's net/http closes a connection whose
     request it reads after Shutdown began). None: the command fails."""
     kernel("1")
-    said = _proxies.Caddy(Module({("/usr/sbin/caddy", "version"): (
-                                      (0, version + "\n", "") if version else (1, "", "not found\n")),
-                                  ("/usr/sbin/caddy", "build-info"): (
-                                      build_info(go) if go else (1, "", "no build information\n"))})).reload_drops()
+    answers = {
+        ("/usr/sbin/caddy", "version"): (0, version + "\n", "") if version else (1, "", "not found\n"),
+        ("/usr/sbin/caddy", "build-info"): build_info(go) if go else (1, "", "no build information\n"),
+    }
+    said = _proxies.Caddy(Module(answers)).reload_drops()
     assert (said is None) == (not drops), said
     for drop in drops:
         assert drop in said, said
